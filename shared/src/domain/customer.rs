@@ -1,0 +1,218 @@
+//! What Aftercare keeps per customer: the profile with its aggregates, the active
+//! enrollments, and recent sends. One customer is one unit of consistency.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::event::{BounceType, Event};
+use super::values::{CustomerId, EmailAddress, Locale, TimeZone};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: CustomerId,
+    #[serde(default)]
+    pub email: Option<EmailAddress>,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub locale: Option<Locale>,
+    #[serde(default)]
+    pub timezone: Option<TimeZone>,
+    #[serde(default)]
+    pub birthday: Option<NaiveDate>,
+    #[serde(default)]
+    pub has_account: Option<bool>,
+    /// Opt-in only: new customers start without consent.
+    #[serde(default)]
+    pub marketing_consent: bool,
+    #[serde(default)]
+    pub unsubscribed: bool,
+    /// A permanent bounce: no email of any kind.
+    #[serde(default)]
+    pub bounced: bool,
+    /// A complaint: no marketing email (and counts as an unsubscribe).
+    #[serde(default)]
+    pub complained: bool,
+    #[serde(default)]
+    pub orders_count: u32,
+    /// Total spent per currency code.
+    #[serde(default)]
+    pub total_spent: BTreeMap<String, Decimal>,
+    /// How many orders contained each SKU.
+    #[serde(default)]
+    pub sku_order_counts: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub first_order_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_order_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Profile {
+    pub fn new(id: CustomerId, created_at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            email: None,
+            first_name: None,
+            last_name: None,
+            locale: None,
+            timezone: None,
+            birthday: None,
+            has_account: None,
+            marketing_consent: false,
+            unsubscribed: false,
+            bounced: false,
+            complained: false,
+            orders_count: 0,
+            total_spent: BTreeMap::new(),
+            sku_order_counts: BTreeMap::new(),
+            first_order_at: None,
+            last_order_at: None,
+            created_at,
+        }
+    }
+
+    pub fn purchased_skus(&self) -> BTreeSet<&str> {
+        self.sku_order_counts.keys().map(String::as_str).collect()
+    }
+
+    /// Folds one event into the profile: given fields overwrite, absent fields stay.
+    pub fn apply(&mut self, event: &Event) {
+        let c = &event.customer;
+        macro_rules! set_if_given {
+            ($($field:ident),*) => { $( if let Some(v) = &c.$field { self.$field = Some(v.clone()); } )* };
+        }
+        set_if_given!(email, first_name, last_name, locale, timezone, birthday, has_account);
+        if let Some(consent) = c.marketing_consent {
+            self.marketing_consent = consent;
+            if consent {
+                self.unsubscribed = false;
+            }
+        }
+        match event.event_type.as_str() {
+            "order_placed" => {
+                let Some(order) = &event.order else { return };
+                let at = event.occurred_at_utc();
+                self.orders_count += 1;
+                if let (Some(total), Some(currency)) = (order.total, &order.currency) {
+                    *self.total_spent.entry(currency.to_string()).or_default() += total.0;
+                }
+                let skus: BTreeSet<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
+                for sku in skus {
+                    *self.sku_order_counts.entry(sku.to_owned()).or_default() += 1;
+                }
+                self.first_order_at = Some(self.first_order_at.map_or(at, |first| first.min(at)));
+                self.last_order_at = Some(self.last_order_at.map_or(at, |last| last.max(at)));
+            }
+            "unsubscribed" => self.unsubscribed = true,
+            "subscribed" => {
+                self.unsubscribed = false;
+                self.marketing_consent = true;
+            }
+            "email_bounced" if event.email.as_ref().and_then(|e| e.bounce_type) == Some(BounceType::Permanent) => {
+                self.bounced = true;
+            }
+            "email_complained" => {
+                self.complained = true;
+                self.unsubscribed = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A customer's place in one flow. `id` is `<flow>:<key>`, unique among active enrollments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub id: String,
+    pub flow: String,
+    pub flow_version: String,
+    pub key: String,
+    /// The step waiting to be due (a wait step's id).
+    pub step_id: String,
+    pub due_at: Option<DateTime<Utc>>,
+    /// What the next relative wait counts from: the trigger time, then each due time.
+    pub anchor: DateTime<Utc>,
+    /// Bumped each time the enrollment is rescheduled, so an old callback is a no-op.
+    pub generation: u32,
+    pub entered_at: DateTime<Utc>,
+    /// The event that started it: the context every template of the flow sees.
+    pub trigger: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendRecord {
+    pub at: DateTime<Utc>,
+    pub flow: String,
+    pub step_id: String,
+    pub template: String,
+    pub marketing: bool,
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerState {
+    pub profile: Profile,
+    #[serde(default)]
+    pub enrollments: Vec<Enrollment>,
+    /// Enrollment ids that ended, so a per-order flow never runs twice for one order.
+    #[serde(default)]
+    pub finished: BTreeMap<String, DateTime<Utc>>,
+    /// Sends of the last days, newest last, for smart sending and frequency rules.
+    #[serde(default)]
+    pub recent_sends: Vec<SendRecord>,
+}
+
+impl CustomerState {
+    pub fn new(id: CustomerId, now: DateTime<Utc>) -> Self {
+        Self { profile: Profile::new(id, now), enrollments: Vec::new(), finished: BTreeMap::new(), recent_sends: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    Event,
+    Entered,
+    Sent,
+    Skipped,
+    Exited,
+    Completed,
+    Failed,
+}
+
+/// One line of a customer's history: an event received, or a decision with its reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    pub kind: TimelineKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+impl TimelineEntry {
+    pub fn new(at: DateTime<Utc>, kind: TimelineKind) -> Self {
+        Self { at, kind, event_id: None, event_type: None, flow: None, step_id: None, template: None, reason: None, message_id: None }
+    }
+    pub fn for_event(event: &Event, at: DateTime<Utc>) -> Self {
+        Self { event_id: Some(event.id.to_string()), event_type: Some(event.event_type.to_string()), ..Self::new(at, TimelineKind::Event) }
+    }
+}

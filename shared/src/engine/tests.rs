@@ -1,0 +1,154 @@
+use serde_json::json;
+
+use super::*;
+use crate::domain::{Event, TimelineKind};
+use crate::flow::FlowSet;
+use crate::testing::{at, email_bounced, order_placed, repo_flows};
+
+fn event(value: serde_json::Value) -> Event {
+    Event::parse(&value).unwrap()
+}
+
+/// The shipped store policy plus a marketing flow with a wait, for timing rules.
+fn flows_with_thank_you() -> FlowSet {
+    let mut files = vec![
+        ("store.yaml".to_owned(), std::fs::read_to_string(crate::testing::flows_dir().join("store.yaml")).unwrap()),
+        (
+            "thanks.yaml".to_owned(),
+            "id: thanks\ncategory: marketing\ntrigger: {event: order_placed}\nkey: order\nexit_on: [{event: order_cancelled, same_order: true}]\nsteps:\n  - {id: wait_1h, wait: 1h}\n  - {id: thank, send: thanks}\n".to_owned(),
+        ),
+        (
+            "promo.yaml".to_owned(),
+            "id: promo\ncategory: marketing\npromotional: true\ntrigger: {event: promo_requested}\nkey: event\nsteps:\n  - {id: offer, send: thanks}\n".to_owned(),
+        ),
+    ];
+    files.push(("templates/ja/thanks.mjml".to_owned(), "---\nsubject: ありがとう\n---\n<mjml><mj-body></mj-body></mjml>".to_owned()));
+    FlowSet::from_files(files).unwrap()
+}
+
+fn consenting_order(id: &str, order: &str, occurred_at: &str) -> Event {
+    let mut v = order_placed(id, "c1", order, occurred_at);
+    v["customer"]["marketing_consent"] = json!(true);
+    event(v)
+}
+
+#[test]
+fn an_order_sends_its_confirmation_at_once() {
+    let flows = repo_flows();
+    let now = at("2026-11-20T01:15:00Z");
+    let order = event(order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00"));
+    let decision = decide(&flows, None, Input::Event(&order), now);
+    let sends: Vec<_> = decision.sends().map(|s| (s.flow.as_str(), s.template.as_str(), s.category)).collect();
+    assert_eq!(sends, vec![("order_confirmation", "order_confirmation", Category::Transactional)]);
+    assert!(decision.state.enrollments.is_empty(), "a one-step flow completes at once");
+    assert!(decision.state.finished.contains_key("order_confirmation:A1"));
+    assert_eq!(decision.state.profile.orders_count, 1);
+
+    // The same order again (under another event id) does not confirm twice.
+    let again = event(order_placed("e2", "c1", "A1", "2026-11-20T10:16:00+09:00"));
+    let second = decide(&flows, Some(decision.state), Input::Event(&again), now);
+    assert_eq!(second.sends().count(), 0);
+}
+
+#[test]
+fn transactional_ignores_consent_but_not_a_permanent_bounce() {
+    let flows = repo_flows();
+    let now = at("2026-11-20T01:15:00Z");
+    let mut state = None;
+    for v in [order_placed("e1", "c1", "A1", "2026-11-20T10:00:00+09:00"), json!({"id": "u", "type": "unsubscribed", "occurred_at": "2026-11-20T10:01:00+09:00", "customer": {"id": "c1"}})] {
+        state = Some(decide(&flows, state, Input::Event(&event(v)), now).state);
+    }
+    let transient = decide(&flows, state.clone(), Input::Event(&event(email_bounced("b1", "c1", "transient", "2026-11-20T10:02:00+09:00"))), now);
+    let order = event(order_placed("e2", "c1", "A2", "2026-11-20T10:03:00+09:00"));
+    assert_eq!(decide(&flows, Some(transient.state), Input::Event(&order), now).sends().count(), 1, "unsubscribe and transient bounce do not stop receipts");
+
+    let permanent = decide(&flows, state, Input::Event(&event(email_bounced("b2", "c1", "permanent", "2026-11-20T10:02:00+09:00"))), now);
+    let blocked = decide(&flows, Some(permanent.state), Input::Event(&order), now);
+    assert_eq!(blocked.sends().count(), 0);
+    let skipped = blocked.timeline.iter().find(|e| e.kind == TimelineKind::Skipped).expect("skip is on the timeline");
+    assert_eq!(skipped.reason.as_deref(), Some("suppressed"));
+}
+
+#[test]
+fn a_wait_becomes_one_schedule_and_its_callback_sends_once() {
+    let flows = flows_with_thank_you();
+    let order = consenting_order("e1", "A1", "2026-11-20T10:15:00+09:00");
+    let first = decide(&flows, None, Input::Event(&order), at("2026-11-20T01:15:00Z"));
+    let schedules: Vec<_> = first.effects.iter().filter_map(|e| if let Effect::Schedule(s) = e { Some(s.clone()) } else { None }).collect();
+    assert_eq!(schedules.len(), 1);
+    assert_eq!(schedules[0].at, at("2026-11-20T02:15:00Z"), "exactly +1h from occurred_at");
+    assert!(schedules[0].name.len() <= 64 && schedules[0].name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    assert_eq!(first.sends().count(), 0);
+
+    let due = schedules[0].due.clone();
+    let fired = decide(&flows, Some(first.state.clone()), Input::Due(&due), at("2026-11-20T02:15:01Z"));
+    assert_eq!(fired.sends().map(|s| s.template.as_str()).collect::<Vec<_>>(), vec!["thanks"]);
+    // A duplicate or late callback is a no-op.
+    let duplicate = decide(&flows, Some(fired.state.clone()), Input::Due(&due), at("2026-11-20T02:16:00Z"));
+    assert!(!duplicate.changed);
+    assert_eq!(duplicate.sends().count(), 0);
+    // So is a callback of another generation.
+    let stale = DueStep { generation: due.generation + 1, ..due };
+    assert!(!decide(&flows, Some(first.state), Input::Due(&stale), at("2026-11-20T02:16:00Z")).changed);
+}
+
+#[test]
+fn an_exit_before_the_due_time_cancels_the_schedule() {
+    let flows = flows_with_thank_you();
+    let order = consenting_order("e1", "A1", "2026-11-20T10:15:00+09:00");
+    let first = decide(&flows, None, Input::Event(&order), at("2026-11-20T01:15:00Z"));
+    let cancel = event(json!({"id": "x1", "type": "order_cancelled", "occurred_at": "2026-11-20T10:30:00+09:00",
+        "customer": {"id": "c1"}, "order": {"id": "A1"}}));
+    let other_cancel = event(json!({"id": "x0", "type": "order_cancelled", "occurred_at": "2026-11-20T10:30:00+09:00",
+        "customer": {"id": "c1"}, "order": {"id": "B9"}}));
+    let unrelated = decide(&flows, Some(first.state.clone()), Input::Event(&other_cancel), at("2026-11-20T01:30:00Z"));
+    assert_eq!(unrelated.state.enrollments.len(), 1, "another order's cancel does not exit");
+    let exited = decide(&flows, Some(first.state), Input::Event(&cancel), at("2026-11-20T01:30:00Z"));
+    assert!(exited.state.enrollments.is_empty());
+    assert!(exited.effects.iter().any(|e| matches!(e, Effect::Unschedule { .. })));
+    assert!(exited.timeline.iter().any(|e| e.kind == TimelineKind::Exited && e.reason.as_deref() == Some("exit_on:order_cancelled")));
+}
+
+#[test]
+fn marketing_due_in_quiet_hours_moves_to_nine_local() {
+    let flows = flows_with_thank_you();
+    // 20:30 JST + 1h = 21:30 JST: quiet, so 09:00 JST next day.
+    let order = consenting_order("e1", "A1", "2026-11-20T20:30:00+09:00");
+    let decision = decide(&flows, None, Input::Event(&order), at("2026-11-20T11:30:00Z"));
+    let at_ = decision.effects.iter().find_map(|e| if let Effect::Schedule(s) = e { Some(s.at) } else { None }).unwrap();
+    assert_eq!(at_, at("2026-11-21T00:00:00Z"));
+}
+
+#[test]
+fn marketing_needs_consent_and_promotional_obeys_smart_sending() {
+    let flows = flows_with_thank_you();
+    let promo = |id: &str, consent: bool| {
+        event(json!({"id": id, "type": "promo_requested", "occurred_at": "2026-11-20T12:00:00+09:00",
+            "customer": {"id": "c1", "email": "c1@example.jp", "marketing_consent": consent}}))
+    };
+    let noon = at("2026-11-20T03:00:00Z");
+    let refused = decide(&flows, None, Input::Event(&promo("p0", false)), noon);
+    assert_eq!(refused.timeline.iter().find(|e| e.kind == TimelineKind::Skipped).and_then(|e| e.reason.clone()).as_deref(), Some("no_consent"));
+    let first = decide(&flows, Some(refused.state), Input::Event(&promo("p1", true)), noon);
+    assert_eq!(first.sends().count(), 1);
+    let second = decide(&flows, Some(first.state.clone()), Input::Event(&promo("p2", true)), noon + Duration::hours(8));
+    assert_eq!(second.timeline.iter().find(|e| e.kind == TimelineKind::Skipped).and_then(|e| e.reason.clone()).as_deref(), Some("smart_sending"));
+    let later = decide(&flows, Some(first.state), Input::Event(&promo("p3", true)), noon + Duration::hours(22));
+    assert_eq!(later.sends().count(), 1, "outside the 16h window (and quiet hours) it sends");
+}
+
+#[test]
+fn a_removed_step_ends_the_enrollment_with_a_reason() {
+    let flows = flows_with_thank_you();
+    let order = consenting_order("e1", "A1", "2026-11-20T10:15:00+09:00");
+    let first = decide(&flows, None, Input::Event(&order), at("2026-11-20T01:15:00Z"));
+    let due = first.state.enrollments[0].clone();
+    let mut files = vec![("store.yaml".to_owned(), std::fs::read_to_string(crate::testing::flows_dir().join("store.yaml")).unwrap())];
+    files.push(("thanks.yaml".into(), "id: thanks\ncategory: marketing\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: renamed_wait, wait: 2h}\n  - {id: thank, send: thanks}\n".into()));
+    files.push(("templates/ja/thanks.mjml".into(), "---\nsubject: x\n---\n<mjml></mjml>".into()));
+    let edited = FlowSet::from_files(files).unwrap();
+    let step = DueStep { customer_id: first.state.profile.id.clone(), enrollment_id: due.id, step_id: due.step_id, generation: due.generation };
+    let fired = decide(&edited, Some(first.state), Input::Due(&step), at("2026-11-20T02:15:00Z"));
+    assert!(fired.timeline.iter().any(|e| e.reason.as_deref() == Some("step_removed:wait_1h")));
+    assert_eq!(fired.sends().count(), 0);
+}

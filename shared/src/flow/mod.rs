@@ -1,0 +1,145 @@
+//! Flow definitions: YAML files in `flows/` turned into a validated model.
+//! Adding or editing a flow is a file change, never a code change.
+
+mod duration;
+mod model;
+mod store_policy;
+
+pub use duration::parse_duration;
+pub use model::{Category, EnrollmentKey, ExitRule, Flow, Step, StepKind, Trigger};
+pub use store_policy::{QuietHours, Sender, StorePolicy};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A problem in one flow file, with the file and, when known, the line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct FlowError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl FlowError {
+    fn new(file: &str, message: impl Into<String>) -> Self {
+        Self { file: file.to_owned(), line: None, message: message.into() }
+    }
+}
+
+/// Template sources by locale, then name: `templates/ja/order_confirmation.mjml`.
+pub type TemplateSources = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Everything in a `flows/` folder.
+#[derive(Debug, Clone)]
+pub struct FlowSet {
+    pub flows: Vec<Flow>,
+    pub store: StorePolicy,
+    pub templates: TemplateSources,
+}
+
+impl FlowSet {
+    /// Reads a folder from disk.
+    pub fn load_dir(dir: &Path) -> Result<FlowSet, Vec<FlowError>> {
+        let mut files = Vec::new();
+        collect_files(dir, dir, &mut files).map_err(|e| vec![FlowError::new(&dir.display().to_string(), format!("cannot read: {e}"))])?;
+        FlowSet::from_files(files)
+    }
+
+    /// Builds from `(relative path, contents)` pairs; every problem is reported, not just the first.
+    pub fn from_files(files: Vec<(String, String)>) -> Result<FlowSet, Vec<FlowError>> {
+        let mut errors = Vec::new();
+        let mut store = None;
+        let mut flows = Vec::new();
+        let mut templates = TemplateSources::new();
+        for (path, text) in files {
+            let path = path.replace('\\', "/");
+            if path == "store.yaml" {
+                match StorePolicy::parse(&text) {
+                    Ok(policy) => store = Some(policy),
+                    Err(e) => errors.push(e),
+                }
+            } else if let Some(rest) = path.strip_prefix("templates/") {
+                if let Some((locale, name)) = rest.split_once('/').and_then(|(l, f)| Some((l, f.strip_suffix(".mjml")?))) {
+                    templates.entry(locale.to_owned()).or_default().insert(name.to_owned(), text);
+                }
+            } else if path.ends_with(".yaml") && !path.contains('/') && path != "catalog.yaml" {
+                match Flow::parse(&path, &text) {
+                    Ok(flow) => flows.push(flow),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        let Some(store) = store else {
+            errors.push(FlowError::new("store.yaml", "missing: every flows folder needs a store.yaml"));
+            return Err(errors);
+        };
+        flows.sort_by(|a, b| a.id.cmp(&b.id));
+        for pair in flows.windows(2) {
+            if pair[0].id == pair[1].id {
+                errors.push(FlowError::new(&pair[1].file, format!("flow id {:?} is also used by {}", pair[1].id, pair[0].file)));
+            }
+        }
+        if !templates.contains_key(&store.default_locale) {
+            errors.push(FlowError::new("store.yaml", format!("default_locale {:?} has no templates/{}/ folder", store.default_locale, store.default_locale)));
+        }
+        for flow in &flows {
+            for step in &flow.steps {
+                if let StepKind::Send { template, .. } = &step.kind {
+                    let default = templates.get(&store.default_locale);
+                    if default.is_none_or(|t| !t.contains_key(template)) {
+                        errors.push(FlowError::new(
+                            &flow.file,
+                            format!("step {:?} sends template {template:?}, but templates/{}/{template}.mjml does not exist", step.id, store.default_locale),
+                        ));
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(FlowSet { flows, store, templates })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn flow(&self, id: &str) -> Option<&Flow> {
+        self.flows.iter().find(|f| f.id == id)
+    }
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "mjml") {
+            let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            out.push((relative, std::fs::read_to_string(&path)?));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(feature = "bundled-flows")]
+pub mod bundled {
+    //! The repository's `flows/` folder, compiled in (the Lambdas ship no files beside the binary).
+    static FLOWS: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/../flows");
+
+    pub fn files() -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        collect(&FLOWS, &mut out);
+        out
+    }
+
+    fn collect(dir: &include_dir::Dir<'_>, out: &mut Vec<(String, String)>) {
+        for file in dir.files() {
+            if let Some(text) = file.contents_utf8() {
+                out.push((file.path().to_string_lossy().into_owned(), text.to_owned()));
+            }
+        }
+        for sub in dir.dirs() {
+            collect(sub, out);
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `flows/store.yaml`: the store's identity and the policies every flow obeys.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveTime;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use super::FlowError;
+use crate::domain::{EmailAddress, TimeZone};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorePolicy {
+    pub name: String,
+    pub default_locale: String,
+    pub timezone: TimeZone,
+    pub sender: Sender,
+    pub base_url: String,
+    pub support_email: Option<String>,
+    pub postal_address: Option<String>,
+    pub quiet_hours: Option<QuietHours>,
+    pub smart_sending_hours: u32,
+    pub vip_thresholds: BTreeMap<String, Decimal>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sender {
+    pub name: String,
+    pub address: EmailAddress,
+    pub reply_to: Option<EmailAddress>,
+}
+
+/// Marketing sends due in `[start, end)` local time move to the next `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    name: String,
+    #[serde(default = "default_locale")]
+    default_locale: String,
+    #[serde(default = "default_timezone")]
+    timezone: String,
+    sender: RawSender,
+    base_url: String,
+    #[serde(default)]
+    support_email: Option<String>,
+    #[serde(default)]
+    postal_address: Option<String>,
+    #[serde(default)]
+    quiet_hours: Option<RawQuietHours>,
+    #[serde(default = "default_smart_sending")]
+    smart_sending_hours: u32,
+    #[serde(default)]
+    vip_thresholds: BTreeMap<String, Decimal>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSender {
+    name: String,
+    address: String,
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuietHours {
+    start: String,
+    end: String,
+}
+
+fn default_locale() -> String {
+    "ja".into()
+}
+fn default_timezone() -> String {
+    "Asia/Tokyo".into()
+}
+fn default_smart_sending() -> u32 {
+    16
+}
+
+impl StorePolicy {
+    pub fn parse(text: &str) -> Result<StorePolicy, FlowError> {
+        let file = "store.yaml";
+        let raw: RawStore = serde_yaml::from_str(text).map_err(|e| super::model::yaml_error(file, &e))?;
+        let err = |m: String| FlowError::new(file, m);
+        let timezone = TimeZone::parse(&raw.timezone).map_err(|e| err(format!("timezone: {e}")))?;
+        let address = EmailAddress::parse(&raw.sender.address).map_err(|e| err(format!("sender.address: {e}")))?;
+        let reply_to = raw.sender.reply_to.as_deref().map(EmailAddress::parse).transpose().map_err(|e| err(format!("sender.reply_to: {e}")))?;
+        let time = |field: &str, s: &str| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| err(format!("{field}: {s:?} is not a time of day (HH:MM)")));
+        let quiet_hours = raw
+            .quiet_hours
+            .map(|q| Ok::<_, FlowError>(QuietHours { start: time("quiet_hours.start", &q.start)?, end: time("quiet_hours.end", &q.end)? }))
+            .transpose()?;
+        let mut vip_thresholds: BTreeMap<String, Decimal> =
+            [("JPY", 30000), ("USD", 200), ("EUR", 200)].into_iter().map(|(c, v)| (c.to_owned(), Decimal::from(v))).collect();
+        vip_thresholds.extend(raw.vip_thresholds);
+        Ok(StorePolicy {
+            name: raw.name,
+            default_locale: raw.default_locale,
+            timezone,
+            sender: Sender { name: raw.sender.name, address, reply_to },
+            base_url: raw.base_url.trim_end_matches('/').to_owned(),
+            support_email: raw.support_email,
+            postal_address: raw.postal_address,
+            quiet_hours,
+            smart_sending_hours: raw.smart_sending_hours,
+            vip_thresholds,
+        })
+    }
+}

@@ -1,0 +1,186 @@
+//! In-memory adapters: the twins of the real ones, for tests and the simulator.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
+use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, OutgoingEmail, PortError, Publisher, ScheduledStep, Scheduler, Store, Versioned};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not wedge every later call.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Default)]
+struct CustomerRecord {
+    state: Option<Versioned<CustomerState>>,
+    seen: BTreeSet<String>,
+    timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    customers: Mutex<HashMap<CustomerId, CustomerRecord>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn customer_ids(&self) -> Vec<CustomerId> {
+        lock(&self.customers).keys().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError> {
+        Ok(lock(&self.customers).get(customer).and_then(|r| r.state.clone()))
+    }
+
+    async fn event_seen(&self, customer: &CustomerId, event: &EventId) -> Result<bool, PortError> {
+        Ok(lock(&self.customers).get(customer).is_some_and(|r| r.seen.contains(event.as_str())))
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError> {
+        let mut customers = lock(&self.customers);
+        let record = customers.entry(commit.customer_id.clone()).or_default();
+        let current = record.state.as_ref().map(|s| s.version);
+        if current != commit.expected_version {
+            return Ok(CommitOutcome::VersionConflict);
+        }
+        if let Some(event) = &commit.event {
+            if record.seen.contains(event.id.as_str()) {
+                return Ok(CommitOutcome::DuplicateEvent);
+            }
+            record.seen.insert(event.id.to_string());
+        }
+        let version = current.unwrap_or(0) + 1;
+        record.state = Some(Versioned { value: commit.state, version });
+        record.timeline.extend(commit.timeline);
+        Ok(CommitOutcome::Committed { version })
+    }
+
+    async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError> {
+        lock(&self.customers).entry(customer.clone()).or_default().timeline.extend_from_slice(entries);
+        Ok(())
+    }
+
+    async fn timeline(&self, customer: &CustomerId) -> Result<Vec<TimelineEntry>, PortError> {
+        let mut entries = lock(&self.customers).get(customer).map(|r| r.timeline.clone()).unwrap_or_default();
+        entries.sort_by_key(|e| e.at);
+        Ok(entries)
+    }
+}
+
+/// Pending schedules by name; the simulator and tests fire them with `take_due`.
+#[derive(Default)]
+pub struct MemoryScheduler {
+    pending: Mutex<BTreeMap<String, ScheduledStep>>,
+    pub created: AtomicU64,
+    pub deleted: AtomicU64,
+}
+
+impl MemoryScheduler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn pending(&self) -> Vec<ScheduledStep> {
+        let mut all: Vec<_> = lock(&self.pending).values().cloned().collect();
+        all.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(&b.name)));
+        all
+    }
+    /// The earliest schedule due at or before `until`, removed from the pending set.
+    pub fn take_next_due(&self, until: DateTime<Utc>) -> Option<ScheduledStep> {
+        let mut pending = lock(&self.pending);
+        let next = pending.values().filter(|s| s.at <= until).min_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(&b.name)))?.name.clone();
+        pending.remove(&next)
+    }
+}
+
+#[async_trait]
+impl Scheduler for MemoryScheduler {
+    async fn create(&self, step: &ScheduledStep) -> Result<(), PortError> {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).entry(step.name.clone()).or_insert_with(|| step.clone());
+        Ok(())
+    }
+    async fn delete(&self, name: &str) -> Result<(), PortError> {
+        self.deleted.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).remove(name);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryMailer {
+    sent: Mutex<Vec<(String, OutgoingEmail)>>,
+    /// When set, every send fails with this message (to test failure paths).
+    pub fail_with: Mutex<Option<String>>,
+}
+
+impl MemoryMailer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn sent(&self) -> Vec<(String, OutgoingEmail)> {
+        lock(&self.sent).clone()
+    }
+}
+
+#[async_trait]
+impl Mailer for MemoryMailer {
+    async fn send(&self, email: &OutgoingEmail) -> Result<String, PortError> {
+        if let Some(message) = lock(&self.fail_with).clone() {
+            return Err(PortError::Retryable(message));
+        }
+        let mut sent = lock(&self.sent);
+        let id = format!("mem-{}", sent.len() + 1);
+        sent.push((id.clone(), email.clone()));
+        Ok(id)
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryPublisher {
+    published: Mutex<Vec<EmailSent>>,
+}
+
+impl MemoryPublisher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn published(&self) -> Vec<EmailSent> {
+        lock(&self.published).clone()
+    }
+}
+
+#[async_trait]
+impl Publisher for MemoryPublisher {
+    async fn email_sent(&self, event: &EmailSent) -> Result<(), PortError> {
+        lock(&self.published).push(event.clone());
+        Ok(())
+    }
+}
+
+/// A clock the caller moves: the simulator's virtual time, a test's fixed instant.
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self(Mutex::new(at))
+    }
+    pub fn set(&self, at: DateTime<Utc>) {
+        *lock(&self.0) = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *lock(&self.0)
+    }
+}

@@ -1,0 +1,119 @@
+//! The narrow traits through which services touch the world. Each has an in-memory twin
+//! (`memory`), a local one (`local`, for `aftercare dev`) and an AWS one (`aws`).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{CustomerId, CustomerState, Event, EventId, TimelineEntry};
+use crate::engine::DueStep;
+
+/// Failures of an adapter. `Retryable` ones (throttling, network) are worth another try.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("{0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// One atomic change of one customer: the new state, the event that caused it (deduplicated
+/// by id), and the timeline lines it wrote.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub customer_id: CustomerId,
+    /// `None`: the customer must not exist yet.
+    pub expected_version: Option<u64>,
+    pub state: CustomerState,
+    pub event: Option<Event>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed { version: u64 },
+    /// Someone else changed the customer first: re-read and decide again.
+    VersionConflict,
+    /// The event id was already recorded: nothing was written.
+    DuplicateEvent,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError>;
+    async fn event_seen(&self, customer: &CustomerId, event: &EventId) -> Result<bool, PortError>;
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError>;
+    /// Lines learnt after the commit (a marketing send's message id, a failure).
+    async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError>;
+    /// The customer's history, oldest first.
+    async fn timeline(&self, customer: &CustomerId) -> Result<Vec<TimelineEntry>, PortError>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledStep {
+    pub name: String,
+    pub at: DateTime<Utc>,
+    pub due: DueStep,
+}
+
+#[async_trait]
+pub trait Scheduler: Send + Sync {
+    /// Idempotent: creating a name that exists is success.
+    async fn create(&self, step: &ScheduledStep) -> Result<(), PortError>;
+    /// Idempotent: deleting a name that does not exist is success.
+    async fn delete(&self, name: &str) -> Result<(), PortError>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingEmail {
+    pub from: String,
+    pub to: String,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    pub headers: Vec<(String, String)>,
+    /// SES message tags: what the feedback function needs without a lookup.
+    pub tags: Vec<(String, String)>,
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Returns the provider's message id.
+    async fn send(&self, email: &OutgoingEmail) -> Result<String, PortError>;
+}
+
+/// A domain event for integrators (EventBridge `Email Sent`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EmailSent {
+    pub customer_id: String,
+    pub flow: String,
+    pub step: String,
+    pub template: String,
+    pub locale: String,
+    pub category: String,
+    pub message_id: String,
+    pub at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    async fn email_sent(&self, event: &EmailSent) -> Result<(), PortError>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,155 @@
+//! Templates to email: minijinja fills the MJML (HTML auto-escaped), mrml renders it to HTML,
+//! html2text derives the text part. The subject and preheader come from the template's front matter.
+
+mod filters;
+
+pub use filters::format_money;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::domain::Profile;
+use crate::engine::SendIntent;
+use crate::flow::FlowSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {template} ({locale}): {message}")]
+    Template { template: String, locale: String, message: String },
+    #[error("template {0:?} does not exist in any locale")]
+    Unknown(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedEmail {
+    pub locale: String,
+    pub subject: String,
+    pub preheader: String,
+    pub html: String,
+    pub text: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FrontMatter {
+    subject: String,
+    #[serde(default)]
+    preheader: String,
+}
+
+pub struct Renderer {
+    env: minijinja::Environment<'static>,
+    /// locale → template names available in it.
+    available: BTreeMap<String, Vec<String>>,
+    default_locale: String,
+    store: Value,
+}
+
+fn split_front_matter(source: &str) -> Option<(&str, &str)> {
+    let rest = source.strip_prefix("---\n").or_else(|| source.strip_prefix("---\r\n"))?;
+    let end = rest.find("\n---")?;
+    let body = rest[end + 4..].trim_start_matches(['\r', '\n']);
+    Some((&rest[..end], body))
+}
+
+impl Renderer {
+    /// Compiles every template of every locale; any syntax error is reported here, at start.
+    pub fn new(flows: &FlowSet) -> Result<Renderer, RenderError> {
+        let mut env = minijinja::Environment::new();
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".mjml") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        filters::register(&mut env);
+        let mut available: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (locale, templates) in &flows.templates {
+            for (name, source) in templates {
+                let err = |message: String| RenderError::Template { template: name.clone(), locale: locale.clone(), message };
+                let (body, front) = match split_front_matter(source) {
+                    Some((front, body)) => {
+                        let front: FrontMatter = serde_yaml::from_str(front).map_err(|e| err(format!("front matter: {e}")))?;
+                        (body, Some(front))
+                    }
+                    None => (source.as_str(), None),
+                };
+                env.add_template_owned(format!("{locale}/{name}.mjml"), body.to_owned()).map_err(|e| err(e.to_string()))?;
+                // Names starting with `_` are layouts and blocks, not emails.
+                if name.starts_with('_') {
+                    continue;
+                }
+                let front = front.ok_or_else(|| err("needs front matter with a subject (---\\nsubject: …\\n---)".into()))?;
+                env.add_template_owned(format!("{locale}/{name}.subject"), front.subject).map_err(|e| err(format!("subject: {e}")))?;
+                env.add_template_owned(format!("{locale}/{name}.preheader"), front.preheader).map_err(|e| err(format!("preheader: {e}")))?;
+                available.entry(locale.clone()).or_default().push(name.clone());
+            }
+        }
+        let store = &flows.store;
+        Ok(Renderer {
+            env,
+            available,
+            default_locale: store.default_locale.clone(),
+            store: json!({
+                "name": store.name, "base_url": store.base_url, "support_email": store.support_email,
+                "postal_address": store.postal_address, "sender_name": store.sender.name,
+            }),
+        })
+    }
+
+    /// The customer's language if the store has this template in it, else the store default.
+    pub fn choose_locale(&self, template: &str, profile: &Profile) -> String {
+        let wanted = profile.locale.as_ref().map(|l| l.language());
+        match wanted {
+            Some(lang) if self.available.get(&lang).is_some_and(|names| names.iter().any(|n| n == template)) => lang,
+            _ => self.default_locale.clone(),
+        }
+    }
+
+    pub fn render(&self, send: &SendIntent) -> Result<RenderedEmail, RenderError> {
+        let locale = self.choose_locale(&send.template, &send.profile);
+        let err = |message: String| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message };
+        let context = self.context(send, &locale);
+        let render = |suffix: &str| -> Result<String, RenderError> {
+            let name = format!("{locale}/{}.{suffix}", send.template);
+            let template = self.env.get_template(&name).map_err(|_| RenderError::Unknown(send.template.clone()))?;
+            template.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
+        };
+        // Headers must be one line: no CR/LF from customer data can reach them.
+        let one_line = |s: String| s.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
+        let subject = one_line(render("subject")?);
+        let preheader = one_line(render("preheader")?);
+        let mjml = render("mjml")?;
+        let parsed = mrml::parse(&mjml).map_err(|e| err(format!("MJML: {e}")))?;
+        let html = parsed.element.render(&mrml::prelude::render::RenderOptions::default()).map_err(|e| err(format!("MJML: {e}")))?;
+        let text = html2text::from_read(html.as_bytes(), 78).map_err(|e| err(format!("text part: {e}")))?;
+        Ok(RenderedEmail { locale, subject, preheader, html, text })
+    }
+
+    fn context(&self, send: &SendIntent, locale: &str) -> Value {
+        let p = &send.profile;
+        let event = &send.trigger;
+        json!({
+            "locale": locale,
+            "store": self.store,
+            "customer": {
+                "id": p.id, "email": p.email, "first_name": p.first_name, "last_name": p.last_name,
+                "has_account": p.has_account.unwrap_or(false), "orders_count": p.orders_count,
+            },
+            "event": event,
+            "order": event.order,
+            "shipment": event.shipment,
+            "checkout": event.checkout,
+            "review": event.review,
+            "properties": event.properties,
+            "flow": send.flow,
+            "step": send.step_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,152 @@
+//! The HTTP API, independent of the server: the ingest Lambda (API Gateway) and
+//! `aftercare dev` (axum) both map their requests to `ApiRequest` and back.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{App, ServiceError};
+
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub authorization: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl ApiResponse {
+    fn error(status: u16, code: &str, message: impl Into<String>, field: Option<&str>, index: Option<usize>) -> Self {
+        let mut error = json!({"code": code, "message": message.into()});
+        if let Some(field) = field {
+            error["field"] = json!(field);
+        }
+        if let Some(index) = index {
+            error["index"] = json!(index);
+        }
+        ApiResponse { status, body: json!({ "error": error }) }
+    }
+}
+
+/// Ingest keys, kept only as SHA-256 hashes and compared in constant time.
+#[derive(Clone)]
+pub struct ApiKeys {
+    hashes: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys({} hashes)", self.hashes.len())
+    }
+}
+
+impl ApiKeys {
+    /// Comma-separated hex SHA-256 hashes, as in the `API_KEY_HASHES` setting.
+    pub fn from_hashes(list: &str) -> Result<ApiKeys, String> {
+        let hashes = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|h| {
+                let bytes = hex::decode(h).map_err(|_| format!("API key hash {h:?} is not hex"))?;
+                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("API key hash {h:?} is not 64 hex characters (SHA-256)"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if hashes.is_empty() {
+            return Err("no API key hashes configured: every request would be refused".into());
+        }
+        Ok(ApiKeys { hashes })
+    }
+
+    pub fn hash(key: &str) -> String {
+        hex::encode(Sha256::digest(key.as_bytes()))
+    }
+
+    pub fn from_plain_key(key: &str) -> ApiKeys {
+        ApiKeys { hashes: vec![Sha256::digest(key.as_bytes()).into()] }
+    }
+
+    pub fn verify(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        // Check every hash, so timing does not tell which one (or whether any) matched.
+        self.hashes.iter().fold(subtle::Choice::from(0), |found, h| found | h.ct_eq(&digest)).into()
+    }
+}
+
+pub async fn handle(app: &App, keys: &ApiKeys, request: ApiRequest<'_>) -> ApiResponse {
+    let path = request.path.trim_end_matches('/');
+    if path != "/v1/events" {
+        return ApiResponse::error(404, "not_found", format!("no route for {} {}", request.method, request.path), None, None);
+    }
+    if request.method != "POST" {
+        return ApiResponse::error(405, "method_not_allowed", format!("{} is not allowed on /v1/events; use POST", request.method), None, None);
+    }
+    let presented = request.authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
+    if !presented.is_some_and(|key| keys.verify(key.trim())) {
+        return ApiResponse::error(401, "unauthorized", "missing or invalid API key: send Authorization: Bearer <key>", None, None);
+    }
+    let is_json = request
+        .content_type
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return ApiResponse::error(
+            415,
+            "unsupported_media_type",
+            format!("content type must be application/json, got {:?}", request.content_type.unwrap_or("none")),
+            None,
+            None,
+        );
+    }
+    if request.body.len() > MAX_BODY_BYTES {
+        return ApiResponse::error(413, "payload_too_large", format!("body is {} bytes; the limit is 1 MiB ({MAX_BODY_BYTES} bytes)", request.body.len()), None, None);
+    }
+    let parsed: Value = match serde_json::from_slice(request.body) {
+        Ok(v) => v,
+        Err(e) => return ApiResponse::error(400, "invalid_json", format!("body is not valid JSON: {e}"), Some("$"), None),
+    };
+    let events = match parsed {
+        Value::Object(ref map) if map.contains_key("events") => match map.get("events") {
+            Some(Value::Array(events)) if !events.is_empty() => events.clone(),
+            _ => return ApiResponse::error(400, "invalid", "events must be a non-empty array of event objects", Some("events"), None),
+        },
+        Value::Object(_) => vec![parsed],
+        _ => return ApiResponse::error(400, "invalid_type", "body must be an event object or {\"events\": [...]}", Some("$"), None),
+    };
+    match app.ingest_json(&events).await {
+        Ok(report) => ApiResponse { status: 202, body: json!({"accepted": report.accepted, "duplicates": report.duplicates}) },
+        Err(ServiceError::Invalid { index, error }) => ApiResponse::error(400, error.code, error.message, Some(&error.field), index),
+        Err(ServiceError::Retryable(message)) => {
+            tracing::warn!(%message, "ingest failed, client should retry");
+            ApiResponse::error(503, "unavailable", "temporary failure; retry with the same event ids", None, None)
+        }
+        Err(ServiceError::Fatal(message)) => {
+            tracing::error!(%message, "ingest failed");
+            ApiResponse::error(500, "internal", "internal error", None, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_verify_only_their_own_secret() {
+        let keys = ApiKeys::from_hashes(&format!("{},{}", ApiKeys::hash("alpha"), ApiKeys::hash("beta"))).unwrap();
+        assert!(keys.verify("alpha"));
+        assert!(keys.verify("beta"));
+        assert!(!keys.verify("gamma"));
+        assert!(!keys.verify(""));
+        assert!(ApiKeys::from_hashes("").is_err());
+        assert!(ApiKeys::from_hashes("abc").unwrap_err().contains("abc"));
+    }
+}

@@ -1,0 +1,84 @@
+//! From a rendered template to an outgoing message: sender, headers, SES tags.
+
+use base64::Engine as _;
+
+use crate::engine::SendIntent;
+use crate::flow::StorePolicy;
+use crate::ports::OutgoingEmail;
+use crate::render::RenderedEmail;
+
+/// Header carrying the customer id when it cannot travel as an SES tag value.
+pub const CUSTOMER_HEADER: &str = "X-Aftercare-Customer";
+
+/// SES tag values allow only ASCII letters, digits, `_` and `-`, up to 256 characters.
+fn is_tag_safe(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 256 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The customer id as SES tags: `customer_id` when it fits the tag alphabet, else `customer_id_hex`.
+pub fn customer_tag(id: &str) -> Option<(String, String)> {
+    if is_tag_safe(id) {
+        Some(("customer_id".into(), id.into()))
+    } else if id.len() <= 128 {
+        Some(("customer_id_hex".into(), hex::encode(id.as_bytes())))
+    } else {
+        None
+    }
+}
+
+/// `"Name" <address>`, the name as an RFC 2047 encoded word when it is not plain ASCII.
+pub fn mailbox(name: &str, address: &str) -> String {
+    let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    if name.is_empty() {
+        return address.to_owned();
+    }
+    if name.is_ascii() {
+        format!("\"{}\" <{address}>", name.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        format!("=?UTF-8?B?{}?= <{address}>", base64::engine::general_purpose::STANDARD.encode(name.as_bytes()))
+    }
+}
+
+pub(crate) fn outgoing(store: &StorePolicy, send: &SendIntent, rendered: &RenderedEmail) -> OutgoingEmail {
+    let customer_id = send.profile.id.as_str();
+    let mut tags = vec![
+        ("flow".to_owned(), send.flow.clone()),
+        ("step".to_owned(), send.step_id.clone()),
+        ("template".to_owned(), send.template.clone()),
+        ("category".to_owned(), send.category.as_str().to_owned()),
+    ];
+    tags.extend(customer_tag(customer_id));
+    let mut headers = Vec::new();
+    if customer_id.is_ascii() && !customer_id.chars().any(char::is_control) {
+        headers.push((CUSTOMER_HEADER.to_owned(), customer_id.to_owned()));
+    }
+    OutgoingEmail {
+        from: mailbox(&store.sender.name, store.sender.address.as_str()),
+        to: send.to.to_string(),
+        reply_to: store.sender.reply_to.as_ref().map(ToString::to_string),
+        subject: rendered.subject.clone(),
+        html: rendered.html.clone(),
+        text: rendered.text.clone(),
+        headers,
+        tags,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customer_ids_become_valid_tags() {
+        assert_eq!(customer_tag("cust-1"), Some(("customer_id".into(), "cust-1".into())));
+        assert_eq!(customer_tag("a@b.jp"), Some(("customer_id_hex".into(), "6140622e6a70".into())));
+        assert_eq!(customer_tag(&"顧".repeat(100)), None);
+    }
+
+    #[test]
+    fn mailboxes_are_quoted_or_encoded() {
+        assert_eq!(mailbox("Coffee \"Co\"", "a@example.com"), "\"Coffee \\\"Co\\\"\" <a@example.com>");
+        assert_eq!(mailbox("珈琲", "a@example.com"), "=?UTF-8?B?54+I55Cy?= <a@example.com>");
+        assert_eq!(mailbox("Evil\r\nBcc: x", "a@example.com"), "\"EvilBcc: x\" <a@example.com>");
+    }
+}

@@ -1,0 +1,363 @@
+//! Use cases: ingest events, run a due step, take SES feedback. Generic over the ports;
+//! the same code runs in the Lambdas, in `aftercare dev` and in the simulator.
+
+pub mod api;
+pub mod feedback;
+mod mail;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{instrument, warn};
+
+use crate::domain::{CustomerId, Event, FieldError, TimelineEntry, TimelineKind};
+use crate::engine::{self, Decision, DueStep, Effect, Input, SendIntent};
+use crate::flow::{Category, FlowSet};
+use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, PortError, Publisher, ScheduledStep, Scheduler, Store};
+use crate::render::Renderer;
+
+pub const MAX_BATCH: usize = 100;
+/// Lost optimistic races retried before giving up with a retryable error.
+const MAX_ATTEMPTS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Bad input: a 4xx, nothing written.
+    #[error("{}{error}", index.map(|i| format!("events[{i}]: ")).unwrap_or_default())]
+    Invalid { index: Option<usize>, error: FieldError },
+    /// Worth retrying (throttled, network, lost races): a 5xx / a Lambda error.
+    #[error("temporary failure, retry: {0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl From<PortError> for ServiceError {
+    fn from(e: PortError) -> Self {
+        match e {
+            PortError::Retryable(m) => ServiceError::Retryable(m),
+            PortError::Fatal(m) => ServiceError::Fatal(m),
+        }
+    }
+}
+
+/// The adapters a service runs on.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub mailer: Arc<dyn Mailer>,
+    pub publisher: Arc<dyn Publisher>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// One send or skip, as the simulator and the API report it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SendReport {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub customer_id: String,
+    pub flow: String,
+    pub step_id: String,
+    pub template: String,
+    pub locale: String,
+    pub category: &'static str,
+    pub to: String,
+    pub subject: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    Applied,
+    Duplicate,
+    /// A due callback that no longer matches (already run, rescheduled, exited).
+    Stale,
+    /// Feedback for a customer Aftercare does not know (erased): dropped.
+    UnknownCustomer,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub duplicates: usize,
+    #[serde(skip)]
+    pub reports: Vec<SendReport>,
+}
+
+pub struct App {
+    pub flows: Arc<FlowSet>,
+    renderer: Renderer,
+    pub ports: Ports,
+}
+
+impl App {
+    pub fn new(flows: FlowSet, ports: Ports) -> anyhow::Result<App> {
+        let renderer = Renderer::new(&flows)?;
+        Ok(App { flows: Arc::new(flows), renderer, ports })
+    }
+
+    pub fn renderer(&self) -> &Renderer {
+        &self.renderer
+    }
+
+    /// Parses a whole batch first: one bad event refuses the batch and nothing is written.
+    pub async fn ingest_json(&self, values: &[Value]) -> Result<IngestReport, ServiceError> {
+        if values.len() > MAX_BATCH {
+            return Err(ServiceError::Invalid {
+                index: None,
+                error: FieldError::new("events", "too_many", format!("a batch holds at most {MAX_BATCH} events, got {}", values.len())),
+            });
+        }
+        let indexed = values.len() > 1;
+        let events = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Event::parse(v).map_err(|error| ServiceError::Invalid { index: indexed.then_some(i), error }))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.check_first_sight_email(&events, indexed).await?;
+        let mut report = IngestReport::default();
+        for event in &events {
+            match self.ingest_event(event, &mut report.reports).await? {
+                Processed::Duplicate => report.duplicates += 1,
+                _ => report.accepted += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// `customer.email` is required the first time a customer is seen.
+    async fn check_first_sight_email(&self, events: &[Event], indexed: bool) -> Result<(), ServiceError> {
+        let mut known: HashMap<&CustomerId, bool> = HashMap::new();
+        for (i, event) in events.iter().enumerate() {
+            let id = &event.customer.id;
+            if event.customer.email.is_some() {
+                known.insert(id, true);
+                continue;
+            }
+            let exists = match known.get(id) {
+                Some(k) => *k,
+                None => {
+                    let has_email = self.ports.store.load(id).await?.is_some_and(|s| s.value.profile.email.is_some());
+                    known.insert(id, has_email);
+                    has_email
+                }
+            };
+            if !exists {
+                return Err(ServiceError::Invalid {
+                    index: indexed.then_some(i),
+                    error: FieldError::new("customer.email", "required", format!("customer.email is required the first time customer {id:?} is seen")),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(customer_id = %event.customer.id, event_id = %event.id, event_type = %event.event_type))]
+    pub async fn ingest_event(&self, event: &Event, reports: &mut Vec<SendReport>) -> Result<Processed, ServiceError> {
+        self.process(&event.customer.id, Input::Event(event), reports).await
+    }
+
+    /// Feedback events (from SES) only apply to customers Aftercare already knows.
+    pub async fn ingest_feedback(&self, event: &Event) -> Result<Processed, ServiceError> {
+        if self.ports.store.load(&event.customer.id).await?.is_none() {
+            warn!(customer_id = %event.customer.id, "feedback for an unknown customer dropped");
+            return Ok(Processed::UnknownCustomer);
+        }
+        self.process(&event.customer.id, Input::Event(event), &mut Vec::new()).await
+    }
+
+    #[instrument(skip_all, fields(customer_id = %due.customer_id, enrollment = %due.enrollment_id, step = %due.step_id))]
+    pub async fn run_step(&self, due: &DueStep, reports: &mut Vec<SendReport>) -> Result<Processed, ServiceError> {
+        self.process(&due.customer_id, Input::Due(due), reports).await
+    }
+
+    /// Load, decide, carry out, commit — in the order the delivery semantics need:
+    /// transactional sends before the commit (at-least-once), marketing sends after it
+    /// (at-most-once), schedules before it (idempotent; a stale one is a no-op).
+    async fn process(&self, customer: &CustomerId, input: Input<'_>, reports: &mut Vec<SendReport>) -> Result<Processed, ServiceError> {
+        let ports = &self.ports;
+        // Transactional sends already delivered in this invocation, by (enrollment, step).
+        let mut delivered: HashMap<(String, String), (String, SendReport)> = HashMap::new();
+        let mut committed = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded = ports.store.load(customer).await?;
+            if let Input::Event(event) = &input {
+                if ports.store.event_seen(customer, &event.id).await? {
+                    return Ok(Processed::Duplicate);
+                }
+            }
+            let expected_version = loaded.as_ref().map(|s| s.version);
+            let input_again = match &input {
+                Input::Event(e) => Input::Event(e),
+                Input::Due(d) => Input::Due(d),
+            };
+            let mut decision = engine::decide(&self.flows, loaded.map(|s| s.value), input_again, ports.clock.now());
+            if !decision.changed {
+                return Ok(Processed::Stale);
+            }
+            let transactional: Vec<SendIntent> = decision.sends().filter(|s| s.category == Category::Transactional).cloned().collect();
+            for send in transactional {
+                let key = (send.enrollment_id.clone(), send.step_id.clone());
+                if !delivered.contains_key(&key) {
+                    match self.deliver(&send).await {
+                        Ok(done) => {
+                            delivered.insert(key.clone(), done);
+                        }
+                        Err(DeliverError::Port(e)) => return Err(e.into()),
+                        Err(DeliverError::Render(why)) => {
+                            mark(&mut decision, &send, TimelineKind::Failed, None, Some(why));
+                            continue;
+                        }
+                    }
+                }
+                if let Some((message_id, _)) = delivered.get(&key) {
+                    mark(&mut decision, &send, TimelineKind::Sent, Some(message_id.clone()), None);
+                }
+            }
+            for effect in &decision.effects {
+                if let Effect::Schedule(s) = effect {
+                    ports.scheduler.create(&ScheduledStep { name: s.name.clone(), at: s.at, due: s.due.clone() }).await?;
+                }
+            }
+            let event = match &input {
+                Input::Event(e) => Some((*e).clone()),
+                Input::Due(_) => None,
+            };
+            let commit = Commit { customer_id: customer.clone(), expected_version, state: decision.state.clone(), event, timeline: decision.timeline.clone() };
+            match ports.store.commit(commit).await? {
+                CommitOutcome::Committed { .. } => {
+                    committed = Some(decision);
+                    break;
+                }
+                CommitOutcome::DuplicateEvent => return Ok(Processed::Duplicate),
+                CommitOutcome::VersionConflict => continue,
+            }
+        }
+        let Some(decision) = committed else {
+            return Err(ServiceError::Retryable(format!("customer {customer} changed {MAX_ATTEMPTS} times while deciding")));
+        };
+        self.report_skips(customer, &decision, reports);
+        for send in decision.sends() {
+            if send.category == Category::Transactional {
+                if let Some((_, report)) = delivered.remove(&(send.enrollment_id.clone(), send.step_id.clone())) {
+                    reports.push(report);
+                }
+                continue;
+            }
+            // Marketing: the step is claimed; a failure now loses this one email, never doubles it.
+            match self.deliver(send).await {
+                Ok((_, report)) => reports.push(report),
+                Err(e) => {
+                    let reason = match e {
+                        DeliverError::Render(why) => why,
+                        DeliverError::Port(e) => e.to_string(),
+                    };
+                    warn!(flow = %send.flow, step = %send.step_id, %reason, "marketing send failed after claim");
+                    let mut entry = TimelineEntry::new(ports.clock.now(), TimelineKind::Failed);
+                    entry.flow = Some(send.flow.clone());
+                    entry.step_id = Some(send.step_id.clone());
+                    entry.template = Some(send.template.clone());
+                    entry.reason = Some(reason);
+                    if let Err(e) = ports.store.append_timeline(customer, &[entry]).await {
+                        warn!(error = %e, "could not record a failed send");
+                    }
+                }
+            }
+        }
+        for effect in &decision.effects {
+            if let Effect::Unschedule { name } = effect {
+                // Best effort: a schedule left behind fires into a version check and does nothing.
+                if let Err(e) = ports.scheduler.delete(name).await {
+                    warn!(schedule = %name, error = %e, "could not delete a schedule");
+                }
+            }
+        }
+        Ok(Processed::Applied)
+    }
+
+    fn report_skips(&self, customer: &CustomerId, decision: &Decision, reports: &mut Vec<SendReport>) {
+        for entry in decision.timeline.iter().filter(|e| e.kind == TimelineKind::Skipped || e.kind == TimelineKind::Failed) {
+            let (Some(flow), Some(template)) = (&entry.flow, &entry.template) else { continue };
+            let category = self.flows.flow(flow).map_or("marketing", |f| f.category.as_str());
+            let profile = &decision.state.profile;
+            reports.push(SendReport {
+                at: entry.at,
+                customer_id: customer.to_string(),
+                flow: flow.clone(),
+                step_id: entry.step_id.clone().unwrap_or_default(),
+                template: template.clone(),
+                locale: self.renderer.choose_locale(template, profile),
+                category,
+                to: profile.email.as_ref().map(ToString::to_string).unwrap_or_default(),
+                subject: String::new(),
+                status: if entry.kind == TimelineKind::Failed { "failed" } else { "skipped" },
+                reason: entry.reason.clone(),
+                message_id: None,
+            });
+        }
+    }
+
+    /// Renders and sends one email, then tells integrators.
+    async fn deliver(&self, send: &SendIntent) -> Result<(String, SendReport), DeliverError> {
+        let rendered = self.renderer.render(send).map_err(|e| DeliverError::Render(e.to_string()))?;
+        let email = mail::outgoing(&self.flows.store, send, &rendered);
+        let message_id = self.ports.mailer.send(&email).await.map_err(DeliverError::Port)?;
+        let at = self.ports.clock.now();
+        let sent = EmailSent {
+            customer_id: send.profile.id.to_string(),
+            flow: send.flow.clone(),
+            step: send.step_id.clone(),
+            template: send.template.clone(),
+            locale: rendered.locale.clone(),
+            category: send.category.as_str().to_owned(),
+            message_id: message_id.clone(),
+            at,
+        };
+        if let Err(e) = self.ports.publisher.email_sent(&sent).await {
+            warn!(error = %e, "could not publish Email Sent");
+        }
+        let report = SendReport {
+            at,
+            customer_id: sent.customer_id,
+            flow: sent.flow,
+            step_id: sent.step,
+            template: sent.template,
+            locale: rendered.locale,
+            category: send.category.as_str(),
+            to: send.to.to_string(),
+            subject: rendered.subject,
+            status: "sent",
+            reason: None,
+            message_id: Some(message_id.clone()),
+        };
+        Ok((message_id, report))
+    }
+}
+
+enum DeliverError {
+    Render(String),
+    Port(PortError),
+}
+
+/// Records the outcome of a send the engine decided, on its timeline line and send record.
+fn mark(decision: &mut Decision, send: &SendIntent, kind: TimelineKind, message_id: Option<String>, reason: Option<String>) {
+    for entry in &mut decision.timeline {
+        if entry.kind == TimelineKind::Sent && entry.flow.as_deref() == Some(&send.flow) && entry.step_id.as_deref() == Some(&send.step_id) {
+            entry.kind = kind;
+            entry.message_id.clone_from(&message_id);
+            entry.reason.clone_from(&reason);
+        }
+    }
+    if let Some(record) = decision.state.recent_sends.iter_mut().rev().find(|r| r.flow == send.flow && r.step_id == send.step_id) {
+        record.message_id = message_id;
+    }
+}
+
+#[cfg(test)]
+mod tests;

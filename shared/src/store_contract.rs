@@ -1,0 +1,106 @@
+//! The contract every `Store` adapter passes: the in-memory twin, SQLite and DynamoDB
+//! run this same suite. `prefix` keeps runs against a shared table apart.
+
+use chrono::Duration;
+
+use crate::domain::{CustomerId, CustomerState, Event, TimelineEntry, TimelineKind};
+use crate::ports::{Commit, CommitOutcome, Store};
+use crate::testing::{at, order_placed};
+
+fn event(id: &str, customer: &str) -> Event {
+    match Event::parse(&order_placed(id, customer, "A1", "2026-11-20T10:15:00+09:00")) {
+        Ok(e) => e,
+        Err(e) => panic!("fixture: {e}"),
+    }
+}
+
+fn customer(prefix: &str, name: &str) -> CustomerId {
+    match CustomerId::parse(&format!("{prefix}-{name}")) {
+        Ok(c) => c,
+        Err(e) => panic!("fixture: {e}"),
+    }
+}
+
+pub async fn run_all(store: &dyn Store, prefix: &str) {
+    versions_and_dedupe(store, prefix).await;
+    timeline_is_ordered(store, prefix).await;
+    customers_are_isolated(store, prefix).await;
+}
+
+async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
+    let id = customer(prefix, "versions");
+    let now = at("2026-11-20T01:15:00Z");
+    assert_eq!(store.load(&id).await.unwrap(), None, "unknown customer loads as None");
+    let first = event("evt-1", id.as_str());
+    assert!(!store.event_seen(&id, &first.id).await.unwrap());
+
+    let mut state = CustomerState::new(id.clone(), now);
+    state.profile.apply(&first);
+    let commit = |expected, state: &CustomerState, event: &Event, line: &str| Commit {
+        customer_id: id.clone(),
+        expected_version: expected,
+        state: state.clone(),
+        event: Some(event.clone()),
+        timeline: vec![TimelineEntry { reason: Some(line.into()), ..TimelineEntry::new(now, TimelineKind::Event) }],
+    };
+    assert_eq!(store.commit(commit(None, &state, &first, "first")).await.unwrap(), CommitOutcome::Committed { version: 1 });
+    let loaded = store.load(&id).await.unwrap().expect("committed state loads");
+    assert_eq!(loaded.version, 1);
+    assert_eq!(loaded.value, state, "state round-trips exactly");
+    assert!(store.event_seen(&id, &first.id).await.unwrap());
+
+    // Creating again is a lost race, not an overwrite.
+    assert_eq!(store.commit(commit(None, &state, &event("evt-x", id.as_str()), "again")).await.unwrap(), CommitOutcome::VersionConflict);
+    // The same event id again changes nothing.
+    let mut changed = state.clone();
+    changed.profile.orders_count = 99;
+    assert_eq!(store.commit(commit(Some(1), &changed, &first, "dup")).await.unwrap(), CommitOutcome::DuplicateEvent);
+    assert_eq!(store.load(&id).await.unwrap().unwrap().value.profile.orders_count, state.profile.orders_count);
+
+    let second = event("evt-2", id.as_str());
+    assert_eq!(store.commit(commit(Some(1), &changed, &second, "second")).await.unwrap(), CommitOutcome::Committed { version: 2 });
+    assert_eq!(store.load(&id).await.unwrap().unwrap().value.profile.orders_count, 99);
+    // A stale version loses.
+    assert_eq!(store.commit(commit(Some(1), &state, &event("evt-3", id.as_str()), "stale")).await.unwrap(), CommitOutcome::VersionConflict);
+    assert!(!store.event_seen(&id, &event("evt-3", id.as_str()).id).await.unwrap(), "a lost commit records no event");
+
+    let reasons: Vec<_> = store.timeline(&id).await.unwrap().into_iter().filter_map(|e| e.reason).collect();
+    assert_eq!(reasons, vec!["first", "second"], "only committed lines are on the timeline");
+
+    // A commit without an event (a due step) needs only the version.
+    let step = Commit { customer_id: id.clone(), expected_version: Some(2), state: changed.clone(), event: None, timeline: vec![] };
+    assert_eq!(store.commit(step).await.unwrap(), CommitOutcome::Committed { version: 3 });
+}
+
+async fn timeline_is_ordered(store: &dyn Store, prefix: &str) {
+    let id = customer(prefix, "timeline");
+    let t0 = at("2026-11-20T01:00:00Z");
+    let state = CustomerState::new(id.clone(), t0);
+    let line = |minutes: i64, kind| TimelineEntry { reason: Some(format!("m{minutes}")), ..TimelineEntry::new(t0 + Duration::minutes(minutes), kind) };
+    let commit = Commit { customer_id: id.clone(), expected_version: None, state, event: None, timeline: vec![line(5, TimelineKind::Entered), line(0, TimelineKind::Event)] };
+    assert!(matches!(store.commit(commit).await.unwrap(), CommitOutcome::Committed { .. }));
+    store.append_timeline(&id, &[line(10, TimelineKind::Sent), line(7, TimelineKind::Failed)]).await.unwrap();
+    let reasons: Vec<_> = store.timeline(&id).await.unwrap().into_iter().filter_map(|e| e.reason).collect();
+    assert_eq!(reasons, vec!["m0", "m5", "m7", "m10"]);
+}
+
+async fn customers_are_isolated(store: &dyn Store, prefix: &str) {
+    let a = customer(prefix, "iso-a");
+    let b = customer(prefix, "iso-b");
+    let now = at("2026-11-20T01:00:00Z");
+    let shared_event = event("evt-shared", a.as_str());
+    for id in [&a, &b] {
+        let commit = Commit { customer_id: id.clone(), expected_version: None, state: CustomerState::new(id.clone(), now), event: Some(shared_event.clone()), timeline: vec![] };
+        assert_eq!(store.commit(commit).await.unwrap(), CommitOutcome::Committed { version: 1 }, "event ids are per customer");
+    }
+    assert_eq!(store.load(&b).await.unwrap().unwrap().value.profile.id, b);
+    assert!(store.timeline(&b).await.unwrap().is_empty());
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_store_passes_the_contract() {
+        super::run_all(&crate::memory::MemoryStore::new(), "mem").await;
+    }
+}
