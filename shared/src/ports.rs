@@ -71,7 +71,8 @@ pub trait Scheduler: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutgoingEmail {
-    pub from: String,
+    pub from_name: String,
+    pub from_address: String,
     pub to: String,
     pub reply_to: Option<String>,
     pub subject: String,

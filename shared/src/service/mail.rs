@@ -53,7 +53,8 @@ pub(crate) fn outgoing(store: &StorePolicy, send: &SendIntent, rendered: &Render
         headers.push((CUSTOMER_HEADER.to_owned(), customer_id.to_owned()));
     }
     OutgoingEmail {
-        from: mailbox(&store.sender.name, store.sender.address.as_str()),
+        from_name: store.sender.name.clone(),
+        from_address: store.sender.address.to_string(),
         to: send.to.to_string(),
         reply_to: store.sender.reply_to.as_ref().map(ToString::to_string),
         subject: rendered.subject.clone(),

@@ -3,7 +3,7 @@
 
 pub mod api;
 pub mod feedback;
-mod mail;
+pub mod mail;
 
 use std::collections::HashMap;
 use std::sync::Arc;
