@@ -1,1 +1,41 @@
-fn main(){}
+//! `aftercare`: run the whole engine locally (`dev`), replay events through it with a
+//! virtual clock (`simulate`), and check a flows folder (`validate`).
+
+mod dev;
+mod simulate;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "aftercare", version, about = "Lifecycle email from storefront events — locally, with no AWS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve POST /v1/events on localhost with a SQLite store, a timer scheduler and an .eml outbox.
+    Dev(dev::DevArgs),
+    /// Replay a JSON-lines event file with a virtual clock and print every send.
+    Simulate(simulate::SimulateArgs),
+    /// Check every flow and template in a flows folder.
+    Validate {
+        /// The flows folder.
+        #[arg(long, default_value = "flows")]
+        flows: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev(args) => dev::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Validate { flows } => validate::run(&flows),
+    }
+}

@@ -1,0 +1,134 @@
+//! `aftercare dev`: the whole pipeline in one process — the same services and HTTP API as
+//! the Lambdas, on a SQLite file, a timer scheduler and an `.eml` outbox.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftercare_core::flow::FlowSet;
+use aftercare_core::local::{LocalDb, LogPublisher, OutboxMailer, SqliteScheduler, SqliteStore};
+use aftercare_core::ports::{Scheduler, SystemClock};
+use aftercare_core::service::api::{self, ApiKeys, ApiRequest};
+use aftercare_core::service::{App, Ports};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// Folder for the SQLite database and the outbox.
+    #[arg(long, default_value = ".aftercare")]
+    data: PathBuf,
+    /// The flows folder.
+    #[arg(long, default_value = "flows")]
+    flows: PathBuf,
+    /// Ingest key; else AFTERCARE_API_KEY; else one is generated and printed.
+    #[arg(long, env = "AFTERCARE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+struct Server {
+    app: App,
+    keys: ApiKeys,
+}
+
+pub fn run(args: DevArgs) -> ExitCode {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn generated_key() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for an API key: {e}"))?;
+    Ok(format!("ac_dev_{}", hex::encode(bytes)))
+}
+
+async fn serve(args: DevArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let flows = FlowSet::load_dir(&args.flows).map_err(|errors| {
+        anyhow::anyhow!("{}", errors.iter().map(|e| format!("{}/{e}", args.flows.display())).collect::<Vec<_>>().join("\n"))
+    })?;
+    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create {}", args.data.display()))?;
+    let db_path = args.data.join("aftercare.db");
+    let db = LocalDb::open(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?;
+    let outbox = args.data.join("outbox");
+    let scheduler = Arc::new(SqliteScheduler::new(db.clone()));
+    let ports = Ports {
+        store: Arc::new(SqliteStore::new(db)),
+        scheduler: scheduler.clone(),
+        mailer: Arc::new(OutboxMailer::new(outbox.clone()).with_context(|| format!("cannot create {}", outbox.display()))?),
+        publisher: Arc::new(LogPublisher),
+        clock: Arc::new(SystemClock),
+    };
+    let (key, generated) = match args.api_key.filter(|k| !k.is_empty()) {
+        Some(key) => (key, false),
+        None => (generated_key()?, true),
+    };
+    let server = Arc::new(Server { app: App::new(flows, ports)?, keys: ApiKeys::from_plain_key(&key) });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await.with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    println!("aftercare dev: http://127.0.0.1:{}/v1/events", args.port);
+    if generated {
+        println!("API key (generated; set AFTERCARE_API_KEY or --api-key to choose one): {key}");
+    }
+    println!("data: {}  outbox: {}", db_path.display(), outbox.display());
+    tokio::spawn(timer_loop(server.clone(), scheduler));
+    let router = axum::Router::new().fallback(handle).with_state(server);
+    axum::serve(listener, router).with_graceful_shutdown(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+    Ok(())
+}
+
+async fn handle(State(server): State<Arc<Server>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let response = api::handle(
+        &server.app,
+        &server.keys,
+        ApiRequest { method: method.as_str(), path: uri.path(), authorization: header("authorization"), content_type: header("content-type"), body: &body },
+    )
+    .await;
+    (StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(response.body))
+}
+
+/// The local stand-in for EventBridge Scheduler: fire what is due, once a second.
+async fn timer_loop(server: Arc<Server>, scheduler: Arc<SqliteScheduler>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let due = match scheduler.due_now(chrono::Utc::now()) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read schedules");
+                continue;
+            }
+        };
+        for step in due {
+            match server.app.run_step(&step.due, &mut Vec::new()).await {
+                Ok(outcome) => {
+                    tracing::info!(schedule = %step.name, ?outcome, "step ran");
+                    if let Err(e) = scheduler.delete(&step.name).await {
+                        tracing::error!(error = %e, "cannot delete a fired schedule");
+                    }
+                }
+                // Left in place: retried on the next tick, like Scheduler's retry policy.
+                Err(e) => tracing::warn!(schedule = %step.name, error = %e, "step failed; will retry"),
+            }
+        }
+    }
+}
