@@ -1,0 +1,118 @@
+//! AWS adapters: DynamoDB (single table), EventBridge Scheduler, SES v2, EventBridge.
+//! Configuration is read once from the environment by `Settings::from_env`.
+
+mod dynamo;
+mod mailer;
+mod publisher;
+mod scheduler;
+
+pub use dynamo::{DynamoStore, Usage};
+pub use mailer::SesMailer;
+pub use publisher::EventBridgePublisher;
+pub use scheduler::EventBridgeScheduler;
+
+use std::sync::Arc;
+
+use crate::flow::FlowSet;
+use crate::ports::SystemClock;
+use crate::service::{App, Ports};
+
+/// What the Lambdas need to know, from their environment (set by template.yaml).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub table_name: String,
+    pub schedule_group: String,
+    pub step_function_arn: String,
+    pub scheduler_role_arn: String,
+    pub dead_letter_queue_arn: String,
+    pub configuration_set: Option<String>,
+    pub event_bus_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn required(name: &str) -> Result<String, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError(format!("environment variable {name} is required"))),
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Ok(Settings {
+            table_name: required("TABLE_NAME")?,
+            schedule_group: required("SCHEDULE_GROUP")?,
+            step_function_arn: required("STEP_FUNCTION_ARN")?,
+            scheduler_role_arn: required("SCHEDULER_ROLE_ARN")?,
+            dead_letter_queue_arn: required("DLQ_ARN")?,
+            configuration_set: std::env::var("SES_CONFIGURATION_SET").ok().filter(|s| !s.is_empty()),
+            event_bus_name: std::env::var("EVENT_BUS_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into()),
+        })
+    }
+}
+
+/// The AWS adapters, built from one shared SDK configuration.
+pub struct AwsAdapters {
+    pub store: Arc<DynamoStore>,
+    pub scheduler: Arc<EventBridgeScheduler>,
+    pub mailer: Arc<SesMailer>,
+    pub publisher: Arc<EventBridgePublisher>,
+}
+
+impl AwsAdapters {
+    pub fn new(sdk: &aws_config::SdkConfig, settings: &Settings) -> AwsAdapters {
+        AwsAdapters {
+            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table_name.clone())),
+            scheduler: Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(sdk), settings)),
+            mailer: Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk), settings.configuration_set.clone())),
+            publisher: Arc::new(EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(sdk), settings.event_bus_name.clone())),
+        }
+    }
+
+    pub fn ports(&self) -> Ports {
+        Ports {
+            store: self.store.clone(),
+            scheduler: self.scheduler.clone(),
+            mailer: self.mailer.clone(),
+            publisher: self.publisher.clone(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Everything a Lambda needs: settings from the environment, the SDK, the flows compiled in.
+pub async fn app_from_env(flows: FlowSet) -> anyhow::Result<App> {
+    let settings = Settings::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    App::new(flows, AwsAdapters::new(&sdk, &settings).ports())
+}
+
+/// Throttling and 5xx are worth retrying; a request the service refused is not.
+pub(crate) fn classify<E, R>(what: &str, error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> crate::ports::PortError
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+    let message = format!("{what}: {}", DisplayErrorContext(error));
+    match error {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let retryable = code.contains("Throttl")
+                || code.contains("ProvisionedThroughputExceeded")
+                || code.contains("RequestLimitExceeded")
+                || code.contains("InternalServer")
+                || code.contains("ServiceUnavailable")
+                || code == "TooManyRequestsException";
+            if retryable {
+                crate::ports::PortError::Retryable(message)
+            } else {
+                crate::ports::PortError::Fatal(message)
+            }
+        }
+        _ => crate::ports::PortError::Retryable(message),
+    }
+}
