@@ -1,1 +1,3 @@
+//! Feedback Lambda: SES events from EventBridge (`source: aws.ses`) → timeline events.
 
+pub mod handler;

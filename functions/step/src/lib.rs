@@ -1,1 +1,3 @@
+//! Step Lambda: the EventBridge Scheduler target. Runs one due step of one enrollment.
 
+pub mod handler;

@@ -1,1 +1,8 @@
-fn main(){}
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = aftercare_core::aws::app_from_env(aftercare_core::flow::bundled::flow_set()?).await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| step::handler::handle(&app, event))).await
+}

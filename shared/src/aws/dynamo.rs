@@ -1,9 +1,9 @@
 //! The single-table store. One customer is one partition (`pk = C#<id>`):
 //!   `S`                     state: profile, enrollments, recent sends (JSON) and version `v`
-//!   `D#<event id>`          dedupe marker, written with the state in one transaction
-//!   `E#<occurred>#<id>`     the event as received
-//!   `T#<at>#<n>`            timeline lines (decisions with reasons)
-//! Consumed capacity is counted per call so the cost of each event can be reported.
+//!   `D#<event id>`          the event as received; its existence is the dedupe check
+//!   `T#<at>#<order>`        the timeline lines one commit wrote (decisions with reasons)
+//! A commit is one TransactWriteItems of these three items. Capacity units are counted per
+//! call from item sizes with DynamoDB's billing rules (emulators do not report them all).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use chrono::{Duration, SecondsFormat, Utc};
-use sha2::{Digest, Sha256};
 
 use super::classify;
 use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
@@ -20,43 +19,49 @@ use crate::ports::{Commit, CommitOutcome, PortError, Store, Versioned};
 
 /// Events, dedupe markers and timeline lines expire after this (DynamoDB TTL).
 const HISTORY_DAYS: i64 = 400;
-/// TransactWriteItems takes 100 items; leave room for state, dedupe and event.
-const TIMELINE_IN_TRANSACTION: usize = 90;
 
-/// Calls and capacity units consumed, as DynamoDB reports them (tenths of a unit).
+/// Calls made and capacity units they bill, counted with DynamoDB's on-demand rules:
+/// a strongly consistent read is 1 RCU per 4 KB (1 for a miss), a write 1 WCU per KB,
+/// and transactional operations cost double.
 #[derive(Debug, Default)]
 pub struct Usage {
     pub calls: AtomicU64,
-    pub read_tenths: AtomicU64,
-    pub write_tenths: AtomicU64,
+    pub read_units: AtomicU64,
+    pub write_units: AtomicU64,
 }
 
 impl Usage {
-    pub fn snapshot(&self) -> (u64, f64, f64) {
-        (
-            self.calls.load(Ordering::Relaxed),
-            self.read_tenths.load(Ordering::Relaxed) as f64 / 10.0,
-            self.write_tenths.load(Ordering::Relaxed) as f64 / 10.0,
-        )
+    /// (calls, read units, write units)
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (self.calls.load(Ordering::Relaxed), self.read_units.load(Ordering::Relaxed), self.write_units.load(Ordering::Relaxed))
     }
-    fn record(&self, capacity: &[aws_sdk_dynamodb::types::ConsumedCapacity]) {
+    fn read(&self, bytes: usize) {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        for c in capacity {
-            let reads = c.read_capacity_units().unwrap_or(0.0);
-            let writes = c.write_capacity_units().unwrap_or(0.0);
-            // Some emulators report only the total: count it as the operation's kind.
-            let (reads, writes) = if reads == 0.0 && writes == 0.0 { (0.0, c.capacity_units().unwrap_or(0.0)) } else { (reads, writes) };
-            self.read_tenths.fetch_add((reads * 10.0).round() as u64, Ordering::Relaxed);
-            self.write_tenths.fetch_add((writes * 10.0).round() as u64, Ordering::Relaxed);
-        }
+        self.read_units.fetch_add(bytes.div_ceil(4096).max(1) as u64, Ordering::Relaxed);
     }
-    fn record_read(&self, capacity: Option<&aws_sdk_dynamodb::types::ConsumedCapacity>) {
+    fn transact_write(&self, item_bytes: &[usize]) {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = capacity {
-            let units = c.read_capacity_units().or(c.capacity_units()).unwrap_or(0.0);
-            self.read_tenths.fetch_add((units * 10.0).round() as u64, Ordering::Relaxed);
-        }
+        let units: usize = item_bytes.iter().map(|b| 2 * b.div_ceil(1024).max(1)).sum();
+        self.write_units.fetch_add(units as u64, Ordering::Relaxed);
     }
+    fn write(&self, bytes: usize) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.write_units.fetch_add(bytes.div_ceil(1024).max(1) as u64, Ordering::Relaxed);
+    }
+}
+
+/// An item's billed size: attribute names plus values (strings and numbers as text).
+fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                    _ => 1,
+                }
+        })
+        .sum()
 }
 
 pub struct DynamoStore {
@@ -85,9 +90,10 @@ fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> PortError {
     PortError::Fatal(format!("DynamoDB request: {e}"))
 }
 
-fn timeline_sort_key(entry: &TimelineEntry, json: &str, index: usize) -> String {
-    let digest = hex::encode(&Sha256::digest(json.as_bytes())[..4]);
-    format!("T#{}#{digest}{index:03}", entry.at.to_rfc3339_opts(SecondsFormat::Micros, true))
+/// `T#<at>#<order>`: time first; writes of one instant keep the order they were made in
+/// (`order` is the commit's version, or `~` and the wall clock for lines appended after it).
+fn timeline_sort_key(first: &TimelineEntry, order: &str) -> String {
+    format!("T#{}#{order}", first.at.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
 impl DynamoStore {
@@ -95,22 +101,19 @@ impl DynamoStore {
         Self { client, table, usage: Usage::default() }
     }
 
-    fn timeline_puts(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<Vec<Put>, PortError> {
-        entries
-            .iter()
-            .enumerate()
-            .map(|(i, entry)| {
-                let json = serde_json::to_string(entry).map_err(json_error)?;
-                Put::builder()
-                    .table_name(&self.table)
-                    .item("pk", pk(customer))
-                    .item("sk", s(timeline_sort_key(entry, &json, i)))
-                    .item("entry", s(json))
-                    .item("ttl", ttl())
-                    .build()
-                    .map_err(build_error)
-            })
-            .collect()
+    /// All the lines of one write as one item (fewer items, fewer write units).
+    fn timeline_put(&self, customer: &CustomerId, entries: &[TimelineEntry], order: &str) -> Result<Option<Put>, PortError> {
+        let Some(first) = entries.first() else { return Ok(None) };
+        let json = serde_json::to_string(entries).map_err(json_error)?;
+        Put::builder()
+            .table_name(&self.table)
+            .item("pk", pk(customer))
+            .item("sk", s(timeline_sort_key(first, order)))
+            .item("entries", s(json))
+            .item("ttl", ttl())
+            .build()
+            .map(Some)
+            .map_err(build_error)
     }
 
     async fn get(&self, customer: &CustomerId, sort_key: String, what: &str) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
@@ -125,7 +128,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| classify(what, &e))?;
-        self.usage.record_read(out.consumed_capacity());
+        self.usage.read(out.item.as_ref().map_or(0, item_size));
         Ok(out.item)
     }
 }
@@ -159,50 +162,30 @@ impl Store for DynamoStore {
             None => state.condition_expression("attribute_not_exists(pk)"),
             Some(expected) => state.condition_expression("v = :expected").expression_attribute_values(":expected", AttributeValue::N(expected.to_string())),
         };
-        let mut items = vec![TransactWriteItem::builder().put(state.build().map_err(build_error)?).build()];
+        let mut puts = vec![state.build().map_err(build_error)?];
         if let Some(event) = &commit.event {
-            let occurred = event.occurred_at_utc().to_rfc3339_opts(SecondsFormat::Micros, true);
-            let dedupe = Put::builder()
-                .table_name(&self.table)
-                .item("pk", pk(&commit.customer_id))
-                .item("sk", s(format!("D#{}", event.id)))
-                .item("ttl", ttl())
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(build_error)?;
-            let body = Put::builder()
-                .table_name(&self.table)
-                .item("pk", pk(&commit.customer_id))
-                .item("sk", s(format!("E#{occurred}#{}", event.id)))
-                .item("type", s(event.event_type.as_str()))
-                .item("event", s(serde_json::to_string(event).map_err(json_error)?))
-                .item("ttl", ttl())
-                .build()
-                .map_err(build_error)?;
-            items.push(TransactWriteItem::builder().put(dedupe).build());
-            items.push(TransactWriteItem::builder().put(body).build());
+            puts.push(
+                Put::builder()
+                    .table_name(&self.table)
+                    .item("pk", pk(&commit.customer_id))
+                    .item("sk", s(format!("D#{}", event.id)))
+                    .item("type", s(event.event_type.as_str()))
+                    .item("occurred_at", s(event.occurred_at_utc().to_rfc3339_opts(SecondsFormat::Micros, true)))
+                    .item("event", s(serde_json::to_string(event).map_err(json_error)?))
+                    .item("ttl", ttl())
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(build_error)?,
+            );
         }
-        let (now, later) = commit.timeline.split_at(commit.timeline.len().min(TIMELINE_IN_TRANSACTION));
-        for put in self.timeline_puts(&commit.customer_id, now)? {
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+        puts.extend(self.timeline_put(&commit.customer_id, &commit.timeline, &format!("{version:010}"))?);
+        let sizes: Vec<usize> = puts.iter().map(|p| item_size(p.item())).collect();
+        let items = puts.into_iter().map(|p| TransactWriteItem::builder().put(p).build()).collect();
+        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        self.usage.transact_write(&sizes);
         match result {
-            Ok(out) => {
-                self.usage.record(out.consumed_capacity());
-                if !later.is_empty() {
-                    self.append_timeline(&commit.customer_id, later).await?;
-                }
-                Ok(CommitOutcome::Committed { version })
-            }
+            Ok(_) => Ok(CommitOutcome::Committed { version }),
             Err(error) => {
-                self.usage.calls.fetch_add(1, Ordering::Relaxed);
                 if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancel)) =
                     error.as_service_error()
                 {
@@ -219,44 +202,21 @@ impl Store for DynamoStore {
     }
 
     async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError> {
-        for chunk in entries.chunks(25) {
-            let requests = self
-                .timeline_puts(customer, chunk)?
-                .into_iter()
-                .map(|put| {
-                    aws_sdk_dynamodb::types::PutRequest::builder()
-                        .set_item(Some(put.item().clone()))
-                        .build()
-                        .map(|p| aws_sdk_dynamodb::types::WriteRequest::builder().put_request(p).build())
-                        .map_err(build_error)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut pending = HashMap::from([(self.table.clone(), requests)]);
-            // Unprocessed items are retried a few times (throttling), then reported.
-            for _ in 0..5 {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .set_request_items(Some(pending))
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await
-                    .map_err(|e| classify("append timeline", &e))?;
-                self.usage.record(out.consumed_capacity());
-                pending = out.unprocessed_items.unwrap_or_default();
-                if pending.values().all(Vec::is_empty) {
-                    break;
-                }
-            }
-            if pending.values().any(|v| !v.is_empty()) {
-                return Err(PortError::Retryable(format!("customer {customer}: timeline lines left unprocessed")));
-            }
-        }
+        let Some(put) = self.timeline_put(customer, entries, &format!("~{}", Utc::now().timestamp_micros()))? else { return Ok(()) };
+        let size = item_size(put.item());
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(put.item().clone()))
+            .send()
+            .await
+            .map_err(|e| classify("append timeline", &e))?;
+        self.usage.write(size);
         Ok(())
     }
 
     async fn timeline(&self, customer: &CustomerId) -> Result<Vec<TimelineEntry>, PortError> {
-        let mut entries = Vec::new();
+        let mut entries: Vec<TimelineEntry> = Vec::new();
         let mut start = None;
         loop {
             let out = self
@@ -266,15 +226,15 @@ impl Store for DynamoStore {
                 .key_condition_expression("pk = :pk AND begins_with(sk, :t)")
                 .expression_attribute_values(":pk", pk(customer))
                 .expression_attribute_values(":t", s("T#"))
+                .consistent_read(true)
                 .set_exclusive_start_key(start)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| classify("read timeline", &e))?;
-            self.usage.record_read(out.consumed_capacity());
+            self.usage.read(out.items().iter().map(item_size).sum());
             for item in out.items() {
-                if let Some(json) = item.get("entry").and_then(|v| v.as_s().ok()) {
-                    entries.push(serde_json::from_str(json).map_err(json_error)?);
+                if let Some(json) = item.get("entries").and_then(|v| v.as_s().ok()) {
+                    entries.extend(serde_json::from_str::<Vec<TimelineEntry>>(json).map_err(json_error)?);
                 }
             }
             start = out.last_evaluated_key;
@@ -282,6 +242,8 @@ impl Store for DynamoStore {
                 break;
             }
         }
+        // Lines of one write can span instants; keep time order, write order on ties.
+        entries.sort_by_key(|e| e.at);
         Ok(entries)
     }
 }

@@ -126,6 +126,13 @@ pub mod bundled {
     //! The repository's `flows/` folder, compiled in (the Lambdas ship no files beside the binary).
     static FLOWS: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/../flows");
 
+    /// The compiled-in flows, validated; a broken flows/ folder stops the cold start with every error.
+    pub fn flow_set() -> anyhow::Result<super::FlowSet> {
+        super::FlowSet::from_files(files()).map_err(|errors| {
+            anyhow::anyhow!("bundled flows do not load:\n{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        })
+    }
+
     pub fn files() -> Vec<(String, String)> {
         let mut out = Vec::new();
         collect(&FLOWS, &mut out);

@@ -1,0 +1,249 @@
+//! The AWS adapters and all three Lambda handlers against moto's server on loopback.
+//! `bash infra/test.sh` starts moto and sets AWS_ENDPOINT_URL. moto never fires
+//! schedules, so the tests call the step handler themselves with the schedule's input.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aftercare_core::aws::{AwsAdapters, Settings};
+use aftercare_core::domain::CustomerId;
+use aftercare_core::engine::DueStep;
+use aftercare_core::flow::FlowSet;
+use aftercare_core::ports::{EmailSent, Publisher, ScheduledStep, Scheduler, Store};
+use aftercare_core::service::api::ApiKeys;
+use aftercare_core::service::App;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+
+const API_KEY: &str = "local-test-key";
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(path: &str) -> String {
+    std::fs::read_to_string(repo().join("events").join(path)).unwrap_or_else(|e| panic!("events/{path}: {e}"))
+}
+
+async fn sdk() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set: run the tests with `bash infra/test.sh`, which starts moto on loopback"));
+    assert!(endpoint.contains("127.0.0.1") || endpoint.contains("localhost"), "refusing to run against a non-local endpoint {endpoint}");
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint).region("ap-northeast-1").load().await
+}
+
+/// A fresh table and schedule group per test, so tests run in parallel without sharing state.
+struct TestApp {
+    app: App,
+    adapters: AwsAdapters,
+    settings: Settings,
+    scheduler_client: aws_sdk_scheduler::Client,
+    keys: ApiKeys,
+}
+
+async fn spawn_app(flows: FlowSet) -> TestApp {
+    let sdk = sdk().await;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let suffix = format!("{}-{n}", std::process::id());
+    let settings = Settings {
+        table_name: format!("aftercare-{suffix}"),
+        schedule_group: format!("aftercare-{suffix}"),
+        step_function_arn: "arn:aws:lambda:ap-northeast-1:123456789012:function:aftercare-step".into(),
+        scheduler_role_arn: "arn:aws:iam::123456789012:role/aftercare-scheduler".into(),
+        dead_letter_queue_arn: "arn:aws:sqs:ap-northeast-1:123456789012:aftercare-dlq".into(),
+        configuration_set: None,
+        event_bus_name: "default".into(),
+    };
+    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &settings.table_name).await;
+    let scheduler_client = aws_sdk_scheduler::Client::new(&sdk);
+    scheduler_client.create_schedule_group().name(&settings.schedule_group).send().await.expect("create schedule group");
+    let ses = aws_sdk_sesv2::Client::new(&sdk);
+    ses.create_email_identity().email_identity("example.com").send().await.expect("verify sender domain in moto");
+    let adapters = AwsAdapters::new(&sdk, &settings);
+    let app = App::new(flows, adapters.ports()).expect("app starts");
+    TestApp { app, adapters, settings, scheduler_client, keys: ApiKeys::from_hashes(&ApiKeys::hash(API_KEY)).unwrap() }
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    let attribute = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap();
+    let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .expect("create table");
+}
+
+async fn post(t: &TestApp, fixture_json: &str) -> (u16, Value) {
+    let request = lambda_http::request::from_str(fixture_json).expect("fixture is an API Gateway v2 request");
+    let response = ingest::handler::handle(&t.app, &t.keys, request).await.expect("handler answers");
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
+        other => panic!("unexpected body {other:?}"),
+    };
+    (status, body)
+}
+
+fn customer(id: &str) -> CustomerId {
+    CustomerId::parse(id).unwrap()
+}
+
+#[tokio::test]
+async fn dynamodb_store_passes_the_store_contract() {
+    let t = spawn_app(aftercare_core::testing::repo_flows()).await;
+    aftercare_core::store_contract::run_all(t.adapters.store.as_ref(), "ddb").await;
+}
+
+#[tokio::test]
+async fn ingest_handler_sends_the_receipt_and_dedupes() {
+    let t = spawn_app(aftercare_core::testing::repo_flows()).await;
+    let (status, body) = post(&t, &fixture("ingest/order_placed.json")).await;
+    assert_eq!((status, &body), (202, &serde_json::json!({"accepted": 1, "duplicates": 0})));
+    let (calls, reads, writes) = t.adapters.store.usage.snapshot();
+    eprintln!("cost of one order_placed: DynamoDB {calls} calls, {reads} RCU, {writes} WCU; SES 1 SendEmail; EventBridge 1 PutEvents; Scheduler 0 calls");
+    assert_eq!(calls, 3, "load, dedupe check, one transaction");
+
+    let timeline = t.adapters.store.timeline(&customer("cust-1")).await.unwrap();
+    let sent: Vec<_> = timeline.iter().filter(|e| e.kind == aftercare_core::domain::TimelineKind::Sent).collect();
+    assert_eq!(sent.len(), 1, "{timeline:#?}");
+    assert_eq!(sent[0].flow.as_deref(), Some("order_confirmation"));
+    assert!(sent[0].message_id.as_deref().is_some_and(|id| !id.is_empty()), "SES message id recorded");
+
+    let (status, body) = post(&t, &fixture("ingest/order_placed.json")).await;
+    assert_eq!((status, body), (202, serde_json::json!({"accepted": 0, "duplicates": 1})));
+    assert_eq!(t.adapters.store.timeline(&customer("cust-1")).await.unwrap().len(), timeline.len(), "a replay writes nothing");
+
+    let (status, body) = post(&t, &fixture("ingest/batch_order_shipped.json")).await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(1)));
+}
+
+#[tokio::test]
+async fn ingest_handler_refuses_bad_input_and_writes_nothing() {
+    let t = spawn_app(aftercare_core::testing::repo_flows()).await;
+    let (status, body) = post(&t, &fixture("ingest/invalid_email.json")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["field"], "customer.email");
+    assert_eq!(body["error"]["code"], "invalid");
+    assert!(t.adapters.store.load(&customer("cust-1")).await.unwrap().is_none());
+    let (status, body) = post(&t, &fixture("ingest/unauthorized.json")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert!(t.adapters.store.load(&customer("cust-1")).await.unwrap().is_none());
+}
+
+/// A marketing flow with a wait, to exercise the Scheduler path end to end.
+fn flows_with_a_wait() -> FlowSet {
+    let dir = aftercare_core::testing::flows_dir();
+    let files = vec![
+        // Without quiet hours, so the test does not depend on the time of day it runs at.
+        ("store.yaml".to_owned(), std::fs::read_to_string(dir.join("store.yaml")).unwrap().lines().filter(|l| !l.starts_with("quiet_hours")).collect::<Vec<_>>().join("\n")),
+        (
+            "thank_you.yaml".to_owned(),
+            "id: thank_you\ncategory: marketing\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: wait_1h, wait: 1h}\n  - {id: thank, send: thanks}\n".to_owned(),
+        ),
+        ("templates/ja/thanks.mjml".to_owned(), "---\nsubject: ありがとうございました\n---\n<mjml><mj-body><mj-section><mj-column><mj-text>{{ customer.first_name }}様</mj-text></mj-column></mj-section></mj-body></mjml>".to_owned()),
+    ];
+    FlowSet::from_files(files).unwrap()
+}
+
+#[tokio::test]
+async fn a_delayed_step_is_a_one_time_schedule_and_the_step_handler_runs_it_once() {
+    let t = spawn_app(flows_with_a_wait()).await;
+    let mut order: Value = serde_json::from_str(&fixture("simulate-order.jsonl").lines().next().unwrap().to_owned()).unwrap();
+    // Recent enough that +1h is still ahead of the wall clock.
+    order["occurred_at"] = serde_json::json!(chrono::Utc::now().to_rfc3339());
+    t.app.ingest_json(&[order]).await.unwrap();
+
+    let state = t.adapters.store.load(&customer("cust-1")).await.unwrap().unwrap().value;
+    let enrollment = &state.enrollments[0];
+    let due = DueStep { customer_id: customer("cust-1"), enrollment_id: enrollment.id.clone(), step_id: enrollment.step_id.clone(), generation: enrollment.generation };
+    let schedule = t.scheduler_client.get_schedule().name(due.schedule_name()).group_name(&t.settings.schedule_group).send().await.expect("schedule exists");
+    assert!(schedule.schedule_expression().unwrap().starts_with("at("), "{:?}", schedule.schedule_expression());
+    assert_eq!(schedule.schedule_expression_timezone(), Some("UTC"));
+    assert_eq!(schedule.action_after_completion().map(|a| a.as_str()), Some("DELETE"));
+    let target = schedule.target().unwrap();
+    assert_eq!(target.arn(), t.settings.step_function_arn);
+    assert_eq!(target.dead_letter_config().and_then(|d| d.arn()), Some(t.settings.dead_letter_queue_arn.as_str()));
+    let input: DueStep = serde_json::from_str(target.input().unwrap()).unwrap();
+    assert_eq!(input, due);
+
+    // moto never fires it: call the step handler the way Scheduler would.
+    let run = |payload: DueStep| step::handler::handle(&t.app, LambdaEvent::new(payload, Context::default()));
+    assert_eq!(run(input.clone()).await.unwrap()["outcome"], "applied");
+    assert_eq!(run(input.clone()).await.unwrap()["outcome"], "stale", "a duplicate callback sends nothing");
+    let timeline = t.adapters.store.timeline(&customer("cust-1")).await.unwrap();
+    let thanks: Vec<_> = timeline.iter().filter(|e| e.flow.as_deref() == Some("thank_you") && e.step_id.as_deref() == Some("thank")).collect();
+    assert_eq!(thanks.len(), 1, "{timeline:#?}");
+    assert_eq!(thanks[0].kind, aftercare_core::domain::TimelineKind::Sent);
+
+    let sample: DueStep = serde_json::from_str(&fixture("step/due_step.json")).unwrap();
+    assert_eq!(run(sample).await.unwrap()["outcome"], "stale", "the sample callback is a no-op here");
+}
+
+#[tokio::test]
+async fn feedback_handler_records_every_ses_detail_type() {
+    let t = spawn_app(aftercare_core::testing::repo_flows()).await;
+    assert_eq!(post(&t, &fixture("ingest/order_placed.json")).await.0, 202);
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("events/feedback")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 11, "one fixture per SES detail-type, plus a transient bounce");
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "bounced.json" {
+            continue; // the permanent bounce goes last: it suppresses the customer
+        }
+        let event: EventBridgeEvent<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let out = feedback::handler::handle(&t.app, LambdaEvent::new(event, Context::default())).await.unwrap();
+        assert_eq!(out["outcome"], "recorded", "{name}: {out}");
+        assert_eq!(out["customer_id"], "cust-1");
+    }
+    let state = t.adapters.store.load(&customer("cust-1")).await.unwrap().unwrap().value;
+    assert!(!state.profile.bounced, "a transient bounce suppresses nothing");
+    assert!(state.profile.complained && state.profile.unsubscribed, "a complaint counts as an unsubscribe");
+
+    let bounce: EventBridgeEvent<Value> = serde_json::from_str(&fixture("feedback/bounced.json")).unwrap();
+    let out = feedback::handler::handle(&t.app, LambdaEvent::new(bounce.clone(), Context::default())).await.unwrap();
+    assert_eq!(out["type"], "email_bounced");
+    assert!(t.adapters.store.load(&customer("cust-1")).await.unwrap().unwrap().value.profile.bounced, "a permanent bounce suppresses");
+    let again = feedback::handler::handle(&t.app, LambdaEvent::new(bounce, Context::default())).await.unwrap();
+    assert_eq!(again["outcome"], "duplicate", "SES redelivery is deduplicated");
+
+    // Suppressed: the next receipt is skipped, with the reason on the timeline.
+    let mut next: Value = serde_json::from_str(&fixture("ingest/order_placed.json")).unwrap();
+    let body = next["body"].as_str().unwrap().replace("evt-1001", "evt-1003").replace("A1001", "A1003");
+    next["body"] = Value::String(body);
+    assert_eq!(post(&t, &next.to_string()).await.0, 202);
+    let timeline = t.adapters.store.timeline(&customer("cust-1")).await.unwrap();
+    assert!(timeline.iter().any(|e| e.kind == aftercare_core::domain::TimelineKind::Skipped && e.reason.as_deref() == Some("suppressed")));
+}
+
+#[tokio::test]
+async fn scheduler_and_publisher_adapters_are_idempotent_and_accepted() {
+    let t = spawn_app(aftercare_core::testing::repo_flows()).await;
+    let due = DueStep { customer_id: customer("c9"), enrollment_id: "f:k".into(), step_id: "s".into(), generation: 1 };
+    let step = ScheduledStep { name: due.schedule_name(), at: chrono::Utc::now() + chrono::Duration::hours(2), due };
+    t.adapters.scheduler.create(&step).await.unwrap();
+    t.adapters.scheduler.create(&step).await.expect("creating an existing name is success");
+    t.adapters.scheduler.delete(&step.name).await.unwrap();
+    t.adapters.scheduler.delete(&step.name).await.expect("deleting a missing name is success");
+    let sent = EmailSent {
+        customer_id: "c9".into(),
+        flow: "order_confirmation".into(),
+        step: "confirm".into(),
+        template: "order_confirmation".into(),
+        locale: "ja".into(),
+        category: "transactional".into(),
+        message_id: "m-1".into(),
+        at: chrono::Utc::now(),
+    };
+    t.adapters.publisher.email_sent(&sent).await.expect("EventBridge accepts Email Sent");
+}
