@@ -152,3 +152,120 @@ fn a_removed_step_ends_the_enrollment_with_a_reason() {
     assert!(fired.timeline.iter().any(|e| e.reason.as_deref() == Some("step_removed:wait_1h")));
     assert_eq!(fired.sends().count(), 0);
 }
+
+mod properties {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Order(u8),
+        Ship(u8),
+        Cancel(u8),
+        Unsubscribe,
+        Subscribe,
+        Bounce(bool),
+        Duplicate,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0u8..6).prop_map(Step::Order),
+            2 => (0u8..6).prop_map(Step::Ship),
+            1 => (0u8..6).prop_map(Step::Cancel),
+            1 => Just(Step::Unsubscribe),
+            1 => Just(Step::Subscribe),
+            1 => any::<bool>().prop_map(Step::Bounce),
+            1 => Just(Step::Duplicate),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn sends_are_unique_and_receipts_are_never_lost(steps in proptest::collection::vec(step(), 1..40)) {
+            let flows = flows_with_thank_you_and_receipts();
+            let mut state = None;
+            let mut sent: Vec<(String, String)> = Vec::new();
+            let mut seen_ids: BTreeSet<String> = BTreeSet::new();
+            let mut ordered: BTreeSet<u8> = BTreeSet::new();
+            let mut bounced_before: BTreeSet<u8> = BTreeSet::new();
+            let mut bounced = false;
+            let mut last: Option<serde_json::Value> = None;
+            let start = at("2026-11-20T00:00:00Z");
+            for (i, s) in steps.iter().enumerate() {
+                let now = start + Duration::minutes(30 * i as i64);
+                let occurred = now.to_rfc3339();
+                let value = match s {
+                    Step::Order(n) => {
+                        let mut v = crate::testing::order_placed(&format!("o{i}"), "c1", &format!("A{n}"), &occurred);
+                        v["customer"]["marketing_consent"] = json!(true);
+                        if !ordered.contains(n) && bounced { bounced_before.insert(*n); }
+                        ordered.insert(*n);
+                        v
+                    }
+                    Step::Ship(n) => crate::testing::order_shipped(&format!("s{i}"), "c1", &format!("A{n}"), &occurred),
+                    Step::Cancel(n) => json!({"id": format!("x{i}"), "type": "order_cancelled", "occurred_at": occurred, "customer": {"id": "c1"}, "order": {"id": format!("A{n}")}}),
+                    Step::Unsubscribe => json!({"id": format!("u{i}"), "type": "unsubscribed", "occurred_at": occurred, "customer": {"id": "c1"}}),
+                    Step::Subscribe => json!({"id": format!("b{i}"), "type": "subscribed", "occurred_at": occurred, "customer": {"id": "c1"}}),
+                    Step::Bounce(permanent) => {
+                        if *permanent { bounced = true; }
+                        crate::testing::email_bounced(&format!("e{i}"), "c1", if *permanent { "permanent" } else { "transient" }, &occurred)
+                    }
+                    Step::Duplicate => match &last { Some(v) => v.clone(), None => continue },
+                };
+                let event = Event::parse(&value).unwrap();
+                // Fire every due step first, as the scheduler would.
+                loop {
+                    let Some(next) = state.as_ref().and_then(|s: &CustomerState| s.enrollments.iter().filter_map(|e| e.due_at.map(|d| (d, e.clone()))).filter(|(d, _)| *d <= now).min_by_key(|(d, _)| *d)) else { break };
+                    let (due_at, e) = next;
+                    let due = DueStep { customer_id: event.customer.id.clone(), enrollment_id: e.id.clone(), step_id: e.step_id.clone(), generation: e.generation };
+                    let d = decide(&flows, state.take(), Input::Due(&due), due_at);
+                    sent.extend(d.sends().map(|s| (s.enrollment_id.clone(), s.step_id.clone())));
+                    state = Some(d.state);
+                }
+                // The service drops replays before deciding; mirror it.
+                if !seen_ids.insert(event.id.to_string()) { continue; }
+                let d = decide(&flows, state.take(), Input::Event(&event), now);
+                for s in d.sends() {
+                    if s.category == Category::Marketing {
+                        prop_assert!(d.state.profile.marketing_consent && !d.state.profile.unsubscribed && !d.state.profile.complained, "marketing without consent");
+                    }
+                    sent.push((s.enrollment_id.clone(), s.step_id.clone()));
+                }
+                for e in &d.state.enrollments {
+                    prop_assert!(e.due_at.is_some(), "an active enrollment always has one due time: {e:?}");
+                }
+                let names: Vec<_> = d.state.enrollments.iter().map(|e| &e.id).collect();
+                prop_assert_eq!(names.len(), names.iter().collect::<BTreeSet<_>>().len(), "one active enrollment per key");
+                state = Some(d.state);
+                last = Some(value);
+            }
+            let unique: BTreeSet<_> = sent.iter().cloned().collect();
+            prop_assert_eq!(unique.len(), sent.len(), "never two sends for one (enrollment, step): {:?}", sent);
+            for n in &ordered {
+                let receipt = (format!("order_confirmation:A{n}"), "confirm".to_owned());
+                if bounced_before.contains(n) {
+                    prop_assert!(!sent.contains(&receipt), "no receipt after a permanent bounce");
+                } else {
+                    prop_assert!(sent.contains(&receipt), "a receipt for every order: A{n}");
+                }
+            }
+        }
+    }
+
+    fn flows_with_thank_you_and_receipts() -> FlowSet {
+        let dir = crate::testing::flows_dir();
+        let mut files = Vec::new();
+        for rel in ["store.yaml", "order_confirmation.yaml", "shipping_confirmation.yaml", "templates/ja/order_confirmation.mjml", "templates/ja/shipping_confirmation.mjml", "templates/ja/_layout.mjml"] {
+            files.push((rel.to_owned(), std::fs::read_to_string(dir.join(rel)).unwrap()));
+        }
+        files.push(("thanks.yaml".into(), "id: thanks\ncategory: marketing\ntrigger: {event: order_placed}\nkey: order\nexit_on: [{event: order_cancelled, same_order: true}]\nsteps:\n  - {id: wait_1h, wait: 1h}\n  - {id: thank, send: thanks}\n".into()));
+        files.push(("templates/ja/thanks.mjml".into(), "---\nsubject: x\n---\n<mjml></mjml>".into()));
+        FlowSet::from_files(files).unwrap()
+    }
+}
