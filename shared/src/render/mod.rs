@@ -54,6 +54,22 @@ fn split_front_matter(source: &str) -> Option<(&str, &str)> {
     Some((&rest[..end], body))
 }
 
+/// The text part, from the same HTML: layout tables flattened (no borders), links as footnotes,
+/// trailing spaces and runs of blank lines removed.
+fn text_part(html: &str) -> Result<String, html2text::Error> {
+    let raw = html2text::config::plain().raw_mode(true).link_footnotes(true).string_from_read(html.as_bytes(), 78)?;
+    let mut text = String::with_capacity(raw.len());
+    let mut blank_run = 0;
+    for line in raw.lines().map(str::trim_end) {
+        blank_run = if line.is_empty() { blank_run + 1 } else { 0 };
+        if blank_run <= 1 {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    Ok(text.trim().to_owned() + "\n")
+}
+
 impl Renderer {
     /// Compiles every template of every locale; any syntax error is reported here, at start.
     pub fn new(flows: &FlowSet) -> Result<Renderer, RenderError> {
@@ -125,7 +141,7 @@ impl Renderer {
         let mjml = render("mjml")?;
         let parsed = mrml::parse(&mjml).map_err(|e| err(format!("MJML: {e}")))?;
         let html = parsed.element.render(&mrml::prelude::render::RenderOptions::default()).map_err(|e| err(format!("MJML: {e}")))?;
-        let text = html2text::from_read(html.as_bytes(), 78).map_err(|e| err(format!("text part: {e}")))?;
+        let text = text_part(&html).map_err(|e| err(format!("text part: {e}")))?;
         Ok(RenderedEmail { locale, subject, preheader, html, text })
     }
 

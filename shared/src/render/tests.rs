@@ -63,3 +63,12 @@ fn hostile_names_are_escaped_and_headers_stay_one_line() {
     assert!(email.html.contains("&lt;script&gt;"));
     assert!(!email.subject.contains('\n') && !email.subject.contains('\r'), "{:?}", email.subject);
 }
+
+#[test]
+fn text_part_is_plain_readable_text() {
+    let email = render(order_placed("e1", "c1", "A1001", "2026-11-20T10:15:00+09:00"), Some("ja-JP"));
+    println!("{}", email.text);
+    assert!(!email.text.contains('─') && !email.text.contains('│'), "no table borders: {}", email.text);
+    assert!(!email.text.contains("\n\n\n"), "no runs of blank lines");
+    assert!(email.text.starts_with("Aftercare Coffee Roasters"), "{}", email.text);
+}
