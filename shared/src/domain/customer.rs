@@ -50,6 +50,12 @@ pub struct Profile {
     pub first_order_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_order_at: Option<DateTime<Utc>>,
+    /// Email opens of the last 30 days (engagement rules).
+    #[serde(default)]
+    pub opens: Vec<DateTime<Utc>>,
+    /// When each flow last sent this customer anything.
+    #[serde(default)]
+    pub last_sent: BTreeMap<String, DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -73,6 +79,8 @@ impl Profile {
             sku_order_counts: BTreeMap::new(),
             first_order_at: None,
             last_order_at: None,
+            opens: Vec::new(),
+            last_sent: BTreeMap::new(),
             created_at,
         }
     }
@@ -109,6 +117,7 @@ impl Profile {
                 self.first_order_at = Some(self.first_order_at.map_or(at, |first| first.min(at)));
                 self.last_order_at = Some(self.last_order_at.map_or(at, |last| last.max(at)));
             }
+            "email_opened" => self.opens.push(event.occurred_at_utc()),
             "unsubscribed" => self.unsubscribed = true,
             "subscribed" => {
                 self.unsubscribed = false;
@@ -143,17 +152,37 @@ pub struct Enrollment {
     pub entered_at: DateTime<Utc>,
     /// The event that started it: the context every template of the flow sees.
     pub trigger: Event,
+    /// The order item this enrollment is about (`for_each` flows), seen as `item`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<serde_json::Value>,
+    /// The A/B variant chosen by a split step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Send steps of this enrollment whose email was opened / clicked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opened: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clicked: Vec<String>,
+    /// The customer date a date-triggered enrollment was started for (restart when it changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_value: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendRecord {
     pub at: DateTime<Utc>,
+    #[serde(default)]
+    pub enrollment_id: String,
     pub flow: String,
     pub step_id: String,
     pub template: String,
     pub marketing: bool,
     #[serde(default)]
     pub message_id: Option<String>,
+    #[serde(default)]
+    pub opened: bool,
+    #[serde(default)]
+    pub clicked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

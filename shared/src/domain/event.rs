@@ -145,6 +145,11 @@ pub struct EmailFeedback {
     pub bounce_type: Option<BounceType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// Hash of the enrollment the email belongs to (SES tag `enrollment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 impl Event {
@@ -315,6 +320,8 @@ fn parse_email(e: &ObjectReader<'_>) -> Result<EmailFeedback, FieldError> {
             other => Err(format!("{other:?} must be permanent or transient")),
         })?,
         link: e.text("link", MAX_URL)?,
+        enrollment: e.text("enrollment", 64)?,
+        variant: e.text("variant", 64)?,
     })
 }
 

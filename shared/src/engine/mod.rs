@@ -1,23 +1,27 @@
 //! The pure state machine: `decide(state, input, now) -> Decision`. No I/O, no clock, no AWS.
 //! The service loads the state, calls `decide`, commits, then carries out the effects.
 
+mod recommend;
 mod rules;
 mod timing;
 
-pub use rules::SkipReason;
-pub use timing::{in_quiet_hours, next_quiet_end};
+pub use recommend::recommend;
+pub use rules::{Scope, SkipReason};
+pub use timing::{in_quiet_hours, next_quiet_end, next_yearly, resolve_local};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Profile, SendRecord, TimelineEntry, TimelineKind};
-use crate::flow::{Category, EnrollmentKey, Flow, FlowSet, StepKind};
+use crate::flow::{Category, CustomerDate, EnrollmentKey, Flow, FlowSet, StepKind, Trigger, WaitLength};
 
 /// How long an ended per-order enrollment is remembered (so the order never re-enters).
 const FINISHED_MEMORY_DAYS: i64 = 400;
-/// How far back sends are kept in the state for frequency rules.
+/// How far back sends and opens are kept in the state for frequency and engagement rules.
 const RECENT_SENDS_DAYS: i64 = 30;
+/// Steps run in one decision before a flow is declared looping (validation prevents it).
+const MAX_STEPS_PER_DECISION: usize = 200;
 
 /// The Scheduler's payload: one due step of one enrollment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +59,21 @@ pub struct SendIntent {
     pub category: Category,
     pub to: EmailAddress,
     pub profile: Profile,
-    pub trigger: Event,
+    /// The enrollment as it was when sending: trigger event, item, variant.
+    pub enrollment: Enrollment,
+    /// Catalog SKUs to show, in order.
+    pub recommendations: Vec<String>,
+}
+
+impl SendIntent {
+    pub fn trigger(&self) -> &Event {
+        &self.enrollment.trigger
+    }
+}
+
+/// A short, stable, SES-tag-safe id of an enrollment (feedback finds its sends by it).
+pub fn enrollment_tag(enrollment_id: &str) -> String {
+    hex::encode(&Sha256::digest(enrollment_id.as_bytes())[..8])
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +110,7 @@ impl Decision {
 
 pub fn decide(flows: &FlowSet, state: Option<CustomerState>, input: Input<'_>, now: DateTime<Utc>) -> Decision {
     let mut run = Run { flows, effects: Vec::new(), timeline: Vec::new(), now };
-    let (state, changed) = match input {
+    let (mut state, changed) = match input {
         Input::Event(event) => {
             let mut state = state.unwrap_or_else(|| CustomerState::new(event.customer.id.clone(), now));
             run.on_event(&mut state, event);
@@ -107,7 +125,6 @@ pub fn decide(flows: &FlowSet, state: Option<CustomerState>, input: Input<'_>, n
             None => (CustomerState::new(due.customer_id.clone(), now), false),
         },
     };
-    let mut state = state;
     if changed {
         prune(&mut state, now);
     }
@@ -117,8 +134,9 @@ pub fn decide(flows: &FlowSet, state: Option<CustomerState>, input: Input<'_>, n
 fn prune(state: &mut CustomerState, now: DateTime<Utc>) {
     let finished_horizon = now - Duration::days(FINISHED_MEMORY_DAYS);
     state.finished.retain(|_, at| *at >= finished_horizon);
-    let sends_horizon = now - Duration::days(RECENT_SENDS_DAYS);
-    state.recent_sends.retain(|s| s.at >= sends_horizon);
+    let recent_horizon = now - Duration::days(RECENT_SENDS_DAYS);
+    state.recent_sends.retain(|s| s.at >= recent_horizon);
+    state.profile.opens.retain(|at| *at >= recent_horizon);
 }
 
 struct Run<'f> {
@@ -128,85 +146,245 @@ struct Run<'f> {
     now: DateTime<Utc>,
 }
 
-impl Run<'_> {
+/// Whether an event concerns an enrollment's order (or its item's SKU).
+fn same_order(event: &Event, enrollment: &Enrollment) -> bool {
+    let event_order = event.order.as_ref().map(|o| o.id.as_str()).or(event.review.as_ref().map(|r| r.order_id.as_str()));
+    event_order.is_some() && event_order == enrollment.trigger.order.as_ref().map(|o| o.id.as_str())
+}
+
+fn same_sku(event: &Event, enrollment: &Enrollment) -> bool {
+    let Some(sku) = enrollment.item.as_ref().and_then(|i| i.get("sku")).and_then(|s| s.as_str()) else { return false };
+    event.order.as_ref().is_some_and(|o| o.items.iter().any(|i| i.sku == sku))
+}
+
+impl<'f> Run<'f> {
     fn entry(&self, kind: TimelineKind, enrollment: &Enrollment) -> TimelineEntry {
         TimelineEntry { flow: Some(enrollment.flow.clone()), ..TimelineEntry::new(self.now, kind) }
+    }
+
+    fn scope<'a>(&self, profile: &'a Profile, enrollment: &'a Enrollment) -> Scope<'a>
+    where
+        'f: 'a,
+    {
+        let flows: &'f FlowSet = self.flows;
+        Scope { profile, event: &enrollment.trigger, item: enrollment.item.as_ref(), enrollment: Some(enrollment), store: &flows.store, now: self.now }
+    }
+
+    fn tz(&self, profile: &Profile) -> chrono_tz::Tz {
+        profile.timezone.unwrap_or(self.flows.store.timezone).0
     }
 
     fn on_event(&mut self, state: &mut CustomerState, event: &Event) {
         state.profile.apply(event);
         self.timeline.push(TimelineEntry::for_event(event, self.now));
+        self.record_engagement(state, event);
         self.apply_exits(state, event);
+        self.resume_waiting(state, event);
         for flow in &self.flows.flows {
-            if flow.trigger.event != event.event_type.as_str() {
-                continue;
-            }
-            if let Some(filter) = &flow.trigger.filter {
-                match rules::evaluate(filter, &state.profile, event) {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(why) => {
-                        let mut entry = TimelineEntry::new(self.now, TimelineKind::Failed);
-                        entry.flow = Some(flow.id.clone());
-                        entry.reason = Some(format!("trigger.filter: {why}"));
-                        self.timeline.push(entry);
-                        continue;
+            match &flow.trigger {
+                Trigger::Event { event: wanted, filter, for_each } if wanted == event.event_type.as_str() => {
+                    let items: Vec<Option<serde_json::Value>> = match for_each {
+                        None => vec![None],
+                        Some(expr) => {
+                            let scope = Scope { profile: &state.profile, event, item: None, enrollment: None, store: &self.flows.store, now: self.now };
+                            match rules::evaluate_value(expr, &scope) {
+                                Ok(list) => list.try_iter().map(|it| it.filter_map(|v| serde_json::to_value(&v).ok()).map(Some).collect()).unwrap_or_default(),
+                                Err(why) => {
+                                    self.flow_failed(flow, format!("trigger.for_each: {why}"));
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    for item in items {
+                        if let Some(filter) = filter {
+                            let scope = Scope { profile: &state.profile, event, item: item.as_ref(), enrollment: None, store: &self.flows.store, now: self.now };
+                            match rules::evaluate(filter, &scope) {
+                                Ok(true) => {}
+                                Ok(false) => continue,
+                                Err(why) => {
+                                    self.flow_failed(flow, format!("trigger.filter: {why}"));
+                                    continue;
+                                }
+                            }
+                        }
+                        let key = match flow.key {
+                            EnrollmentKey::Customer => "customer".to_owned(),
+                            EnrollmentKey::Event => event.id.to_string(),
+                            EnrollmentKey::Order => match &event.order {
+                                Some(order) => order.id.clone(),
+                                None => continue,
+                            },
+                            EnrollmentKey::OrderItem => {
+                                let sku = item.as_ref().and_then(|i| i.get("sku")).and_then(|s| s.as_str());
+                                match (&event.order, sku) {
+                                    (Some(order), Some(sku)) => format!("{}:{sku}", order.id),
+                                    _ => continue,
+                                }
+                            }
+                        };
+                        self.start(state, flow, event, key, item, None);
                     }
                 }
+                Trigger::CustomerDate(which) => {
+                    let date = match which {
+                        CustomerDate::Birthday => state.profile.birthday,
+                        CustomerDate::FirstOrder => state.profile.first_order_at.map(|t| t.with_timezone(&self.tz(&state.profile)).date_naive()),
+                    };
+                    let Some(date) = date else { continue };
+                    let value = date.to_string();
+                    let id = format!("{}:customer", flow.id);
+                    match state.enrollments.iter().position(|e| e.id == id) {
+                        Some(i) if state.enrollments[i].trigger_value.as_deref() == Some(value.as_str()) => continue,
+                        // The date changed: follow it.
+                        Some(i) => {
+                            let old = state.enrollments.remove(i);
+                            let mut entry = self.entry(TimelineKind::Exited, &old);
+                            entry.reason = Some("restarted:date_changed".into());
+                            self.timeline.push(entry);
+                            self.end(state, &old);
+                        }
+                        None => {}
+                    }
+                    self.start(state, flow, event, "customer".into(), None, Some(value));
+                }
+                Trigger::Event { .. } => {}
             }
-            let key = match flow.key {
-                EnrollmentKey::Customer => "customer".to_owned(),
-                EnrollmentKey::Event => event.id.to_string(),
-                EnrollmentKey::Order => match &event.order {
-                    Some(order) => order.id.clone(),
-                    None => continue,
-                },
+        }
+    }
+
+    fn flow_failed(&mut self, flow: &Flow, reason: String) {
+        let mut entry = TimelineEntry::new(self.now, TimelineKind::Failed);
+        entry.flow = Some(flow.id.clone());
+        entry.reason = Some(reason);
+        self.timeline.push(entry);
+    }
+
+    fn start(&mut self, state: &mut CustomerState, flow: &Flow, event: &Event, key: String, item: Option<serde_json::Value>, trigger_value: Option<String>) {
+        let id = format!("{}:{key}", flow.id);
+        if let Some(i) = state.enrollments.iter().position(|e| e.id == id) {
+            if !flow.restart {
+                return;
+            }
+            let old = state.enrollments.remove(i);
+            let mut entry = self.entry(TimelineKind::Exited, &old);
+            entry.reason = Some(format!("restarted:{}", event.event_type));
+            self.timeline.push(entry);
+            self.end(state, &old);
+        } else if flow.key != EnrollmentKey::Customer && state.finished.contains_key(&id) {
+            return;
+        }
+        let enrollment = Enrollment {
+            id,
+            flow: flow.id.clone(),
+            flow_version: flow.version.clone(),
+            key,
+            step_id: flow.steps.first().map(|s| s.id.clone()).unwrap_or_default(),
+            due_at: None,
+            anchor: event.occurred_at_utc(),
+            generation: 0,
+            entered_at: self.now,
+            trigger: event.clone(),
+            item,
+            variant: None,
+            opened: Vec::new(),
+            clicked: Vec::new(),
+            trigger_value,
+        };
+        self.timeline.push(self.entry(TimelineKind::Entered, &enrollment));
+        self.advance(state, enrollment, flow, 0);
+    }
+
+    /// Opens and clicks mark the send they belong to, and its enrollment (for `enrollment.opened`).
+    fn record_engagement(&mut self, state: &mut CustomerState, event: &Event) {
+        let opened = match event.event_type.as_str() {
+            "email_opened" => true,
+            "email_clicked" => false,
+            _ => return,
+        };
+        let Some(email) = &event.email else { return };
+        let matches = |s: &SendRecord| {
+            if let (Some(id), Some(sent)) = (&email.message_id, &s.message_id) {
+                return id == sent;
+            }
+            if let Some(tag) = &email.enrollment {
+                return *tag == enrollment_tag(&s.enrollment_id) && email.step.as_ref().is_none_or(|step| *step == s.step_id);
+            }
+            email.flow.as_ref().is_some_and(|f| *f == s.flow)
+                && email.step.as_ref().is_none_or(|step| *step == s.step_id)
+                && email.template.as_ref().is_none_or(|t| *t == s.template)
+        };
+        let Some(send) = state.recent_sends.iter_mut().rev().find(|s| matches(s)) else { return };
+        if opened {
+            send.opened = true;
+        } else {
+            send.clicked = true;
+            send.opened = true; // a click implies the email was opened
+        }
+        let (enrollment_id, step_id) = (send.enrollment_id.clone(), send.step_id.clone());
+        if let Some(enrollment) = state.enrollments.iter_mut().find(|e| e.id == enrollment_id) {
+            let mark = |list: &mut Vec<String>| {
+                if !list.contains(&step_id) {
+                    list.push(step_id.clone());
+                }
             };
-            let id = format!("{}:{key}", flow.id);
-            if state.enrollments.iter().any(|e| e.id == id) {
-                continue;
+            mark(&mut enrollment.opened);
+            if !opened {
+                mark(&mut enrollment.clicked);
             }
-            if flow.key != EnrollmentKey::Customer && state.finished.contains_key(&id) {
-                continue;
-            }
-            let Some(first) = flow.steps.first() else { continue };
-            let enrollment = Enrollment {
-                id,
-                flow: flow.id.clone(),
-                flow_version: flow.version.clone(),
-                key,
-                step_id: first.id.clone(),
-                due_at: None,
-                anchor: event.occurred_at_utc(),
-                generation: 0,
-                entered_at: self.now,
-                trigger: event.clone(),
-            };
-            self.timeline.push(self.entry(TimelineKind::Entered, &enrollment));
-            self.advance(state, enrollment, flow, 0);
         }
     }
 
     fn apply_exits(&mut self, state: &mut CustomerState, event: &Event) {
-        let event_order = event.order.as_ref().map(|o| o.id.as_str()).or(event.review.as_ref().map(|r| r.order_id.as_str()));
         let mut kept = Vec::with_capacity(state.enrollments.len());
         for enrollment in std::mem::take(&mut state.enrollments) {
-            let exits = self.flows.flow(&enrollment.flow).is_some_and(|flow| {
-                flow.exit_on.iter().any(|rule| {
+            let rule = self.flows.flow(&enrollment.flow).and_then(|flow| {
+                flow.exit_on.iter().find(|rule| {
                     rule.event == event.event_type.as_str()
-                        && (!rule.same_order || event_order.is_some() && event_order == enrollment.trigger.order.as_ref().map(|o| o.id.as_str()))
+                        && (!rule.same_order || same_order(event, &enrollment))
+                        && (!rule.same_sku || same_sku(event, &enrollment))
                 })
             });
-            if exits && enrollment.trigger.id != event.id {
-                let mut entry = self.entry(TimelineKind::Exited, &enrollment);
-                entry.reason = Some(format!("exit_on:{}", event.event_type));
-                self.timeline.push(entry);
-                self.end(state, &enrollment);
-            } else {
-                kept.push(enrollment);
+            match rule {
+                Some(rule) if enrollment.trigger.id != event.id => {
+                    let mut entry = self.entry(TimelineKind::Exited, &enrollment);
+                    entry.reason = Some(format!("{}:{}", if rule.goal { "goal" } else { "exit_on" }, event.event_type));
+                    self.timeline.push(entry);
+                    self.end(state, &enrollment);
+                }
+                _ => kept.push(enrollment),
             }
         }
         state.enrollments.extend(kept);
+    }
+
+    /// Enrollments waiting for this event go on at their `matched` step.
+    fn resume_waiting(&mut self, state: &mut CustomerState, event: &Event) {
+        let mut i = 0;
+        while i < state.enrollments.len() {
+            let enrollment = &state.enrollments[i];
+            let resume = self.flows.flow(&enrollment.flow).and_then(|flow| {
+                let index = flow.step_index(&enrollment.step_id)?;
+                match &flow.steps[index].kind {
+                    StepKind::WaitFor { event: wanted, same_order: needs_order, matched, .. }
+                        if wanted == event.event_type.as_str() && (!needs_order || same_order(event, enrollment)) && enrollment.trigger.id != event.id =>
+                    {
+                        Some((flow, matched.as_ref().and_then(|m| flow.step_index(m)).unwrap_or(index + 1)))
+                    }
+                    _ => None,
+                }
+            });
+            match resume {
+                Some((flow, next)) => {
+                    let mut enrollment = state.enrollments.remove(i);
+                    self.unschedule(state, &enrollment);
+                    enrollment.due_at = None;
+                    enrollment.anchor = self.now;
+                    self.advance(state, enrollment, flow, next);
+                }
+                None => i += 1,
+            }
+        }
     }
 
     /// Runs a due callback. Returns false when it is stale (nothing to do, nothing to commit).
@@ -216,11 +394,12 @@ impl Run<'_> {
         }) else {
             return false;
         };
-        let enrollment = state.enrollments.remove(position);
+        let mut enrollment = state.enrollments.remove(position);
         let Some(flow) = self.flows.flow(&enrollment.flow) else {
             let mut entry = self.entry(TimelineKind::Exited, &enrollment);
             entry.reason = Some("flow_removed".into());
             self.timeline.push(entry);
+            enrollment.due_at = None;
             self.end(state, &enrollment);
             return true;
         };
@@ -229,15 +408,16 @@ impl Run<'_> {
             let mut entry = self.entry(TimelineKind::Exited, &enrollment);
             entry.reason = Some(format!("step_removed:{}", enrollment.step_id));
             self.timeline.push(entry);
+            enrollment.due_at = None;
             self.end(state, &enrollment);
             return true;
         };
-        let mut enrollment = enrollment;
         enrollment.flow_version = flow.version.clone();
         enrollment.due_at = None;
-        let next = match flow.steps[index].kind {
-            StepKind::Wait { .. } => index + 1,
+        let next = match &flow.steps[index].kind {
+            StepKind::WaitFor { timed_out, .. } => timed_out.as_ref().and_then(|t| flow.step_index(t)).unwrap_or(index + 1),
             StepKind::Send { .. } => index,
+            _ => index + 1,
         };
         self.advance(state, enrollment, flow, next);
         true
@@ -245,21 +425,51 @@ impl Run<'_> {
 
     /// Runs steps from `index` until one must wait, or the flow ends.
     fn advance(&mut self, state: &mut CustomerState, mut enrollment: Enrollment, flow: &Flow, mut index: usize) {
-        while let Some(step) = flow.steps.get(index) {
-            match &step.kind {
-                StepKind::Wait { duration } => {
-                    let due = enrollment.anchor + *duration;
-                    enrollment.anchor = due;
-                    let send_next_is_marketing = flow.category == Category::Marketing
-                        && matches!(flow.steps.get(index + 1).map(|s| &s.kind), Some(StepKind::Send { .. }));
-                    let due = if send_next_is_marketing { self.after_quiet_hours(&state.profile, due) } else { due };
-                    if due > self.now {
-                        enrollment.step_id = step.id.clone();
-                        self.schedule(state, enrollment, due);
-                        return;
+        for _ in 0..MAX_STEPS_PER_DECISION {
+            let Some(step) = flow.steps.get(index) else {
+                self.timeline.push(self.entry(TimelineKind::Completed, &enrollment));
+                self.end(state, &enrollment);
+                return;
+            };
+            let goto = |target: &str| flow.step_index(target).unwrap_or(flow.steps.len());
+            let wait_until = match &step.kind {
+                StepKind::Wait(length) => {
+                    let length = match length {
+                        WaitLength::Fixed(d) => Ok(*d),
+                        WaitLength::Days(expr) => rules::evaluate_value(expr, &self.scope(&state.profile, &enrollment))
+                            .and_then(|v| i64::try_from(v.clone()).map_err(|_| format!("wait.days {expr:?} gave {v}, not a whole number")))
+                            .and_then(|days| Duration::try_days(days).ok_or_else(|| format!("wait.days {days} is out of range"))),
+                    };
+                    match length {
+                        Ok(length) => Some(enrollment.anchor + length.max(Duration::zero())),
+                        Err(why) => return self.fail(state, enrollment, &step.id, why),
                     }
                 }
-                StepKind::Send { template, when } => {
+                StepKind::WaitUntilDate { date, offset_days, at, otherwise } => {
+                    let target = rules::evaluate_value(date, &self.scope(&state.profile, &enrollment))
+                        .ok()
+                        .and_then(|v| v.as_str().and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()))
+                        .and_then(|d| d.checked_add_signed(Duration::days(*offset_days)))
+                        .map(|d| resolve_local(self.tz(&state.profile), d.and_time(*at)))
+                        .filter(|t| *t > self.now);
+                    Some(target.unwrap_or(enrollment.anchor + *otherwise))
+                }
+                StepKind::WaitYearly { date, at, from_years } => {
+                    let date = rules::evaluate_value(date, &self.scope(&state.profile, &enrollment))
+                        .ok()
+                        .and_then(|v| v.as_str().and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()));
+                    let Some(next) = date.and_then(|d| next_yearly(self.tz(&state.profile), d, *at, *from_years, self.now)) else {
+                        return self.fail(state, enrollment, &step.id, "wait_until.yearly: the date is missing".into());
+                    };
+                    Some(next)
+                }
+                StepKind::WaitFor { timeout, .. } => {
+                    enrollment.anchor = self.now;
+                    enrollment.step_id = step.id.clone();
+                    self.schedule(state, enrollment, self.now + *timeout);
+                    return;
+                }
+                StepKind::Send { choices, when, recommend } => {
                     if flow.category == Category::Marketing {
                         let allowed = self.after_quiet_hours(&state.profile, self.now);
                         if allowed > self.now {
@@ -268,18 +478,83 @@ impl Run<'_> {
                             return;
                         }
                     }
-                    self.send_step(state, &enrollment, flow, &step.id, template, when.as_deref());
+                    self.send_step(state, &enrollment, flow, &step.id, choices, when.as_deref(), recommend.as_ref());
+                    None
+                }
+                StepKind::Branch(routes) => {
+                    let scope = self.scope(&state.profile, &enrollment);
+                    let mut chosen = None;
+                    for route in routes {
+                        match route.when.as_ref().map(|w| rules::evaluate(w, &scope)) {
+                            None | Some(Ok(true)) => {
+                                chosen = Some(goto(&route.goto));
+                                break;
+                            }
+                            Some(Ok(false)) => {}
+                            Some(Err(why)) => return self.fail(state, enrollment, &step.id, why),
+                        }
+                    }
+                    index = chosen.unwrap_or(index + 1);
+                    continue;
+                }
+                StepKind::Split(variants) => {
+                    let total: u64 = variants.iter().map(|v| u64::from(v.weight)).sum();
+                    let mut hasher = Sha256::new();
+                    hasher.update(format!("{}\0{}\0{}", state.profile.id, flow.id, step.id).as_bytes());
+                    let digest = hasher.finalize();
+                    let mut point = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % total.max(1);
+                    let variant = variants
+                        .iter()
+                        .find(|v| {
+                            let hit = point < u64::from(v.weight);
+                            point = point.saturating_sub(u64::from(v.weight));
+                            hit
+                        })
+                        .unwrap_or(&variants[0]);
+                    enrollment.variant = Some(variant.name.clone());
+                    index = goto(&variant.goto);
+                    continue;
+                }
+                StepKind::Goto(target) => {
+                    index = goto(target);
+                    continue;
+                }
+                StepKind::Exit(reason) => {
+                    let mut entry = self.entry(TimelineKind::Exited, &enrollment);
+                    entry.step_id = Some(step.id.clone());
+                    entry.reason = Some(if reason.is_empty() { format!("exit:{}", step.id) } else { reason.clone() });
+                    self.timeline.push(entry);
+                    self.end(state, &enrollment);
+                    return;
+                }
+            };
+            if let Some(due) = wait_until {
+                enrollment.anchor = due;
+                // Marketing email never goes out in quiet hours: move the wake-up, not the anchor.
+                let due = if flow.category == Category::Marketing { self.after_quiet_hours(&state.profile, due) } else { due };
+                if due > self.now {
+                    enrollment.step_id = step.id.clone();
+                    self.schedule(state, enrollment, due);
+                    return;
                 }
             }
             index += 1;
         }
-        self.timeline.push(self.entry(TimelineKind::Completed, &enrollment));
+        let id = enrollment.step_id.clone();
+        self.fail(state, enrollment, &id, format!("more than {MAX_STEPS_PER_DECISION} steps without a wait"));
+    }
+
+    fn fail(&mut self, state: &mut CustomerState, enrollment: Enrollment, step_id: &str, reason: String) {
+        let mut entry = self.entry(TimelineKind::Failed, &enrollment);
+        entry.step_id = Some(step_id.to_owned());
+        entry.reason = Some(reason);
+        self.timeline.push(entry);
         self.end(state, &enrollment);
     }
 
     fn after_quiet_hours(&self, profile: &Profile, at: DateTime<Utc>) -> DateTime<Utc> {
         let Some(quiet) = self.flows.store.quiet_hours else { return at };
-        let tz = profile.timezone.unwrap_or(self.flows.store.timezone).0;
+        let tz = self.tz(profile);
         if in_quiet_hours(quiet, tz, at) {
             next_quiet_end(quiet, tz, at)
         } else {
@@ -300,7 +575,7 @@ impl Run<'_> {
         state.enrollments.push(enrollment);
     }
 
-    fn end(&mut self, state: &mut CustomerState, enrollment: &Enrollment) {
+    fn unschedule(&mut self, state: &CustomerState, enrollment: &Enrollment) {
         if enrollment.due_at.is_some() {
             let due = DueStep {
                 customer_id: state.profile.id.clone(),
@@ -310,18 +585,65 @@ impl Run<'_> {
             };
             self.effects.push(Effect::Unschedule { name: due.schedule_name() });
         }
+    }
+
+    fn end(&mut self, state: &mut CustomerState, enrollment: &Enrollment) {
+        self.unschedule(state, enrollment);
         state.finished.insert(enrollment.id.clone(), self.now);
     }
 
-    fn send_step(&mut self, state: &mut CustomerState, enrollment: &Enrollment, flow: &Flow, step_id: &str, template: &str, when: Option<&str>) {
+    #[allow(clippy::too_many_arguments)]
+    fn send_step(
+        &mut self,
+        state: &mut CustomerState,
+        enrollment: &Enrollment,
+        flow: &Flow,
+        step_id: &str,
+        choices: &[crate::flow::TemplateChoice],
+        when: Option<&str>,
+        recommend: Option<&crate::flow::Recommend>,
+    ) {
+        let scope = self.scope(&state.profile, enrollment);
+        let mut template = None;
+        let mut verdict = Ok(());
+        for choice in choices {
+            match choice.when.as_ref().map(|w| rules::evaluate(w, &scope)) {
+                None | Some(Ok(true)) => {
+                    template = Some(choice.template.clone());
+                    break;
+                }
+                Some(Ok(false)) => {}
+                Some(Err(why)) => {
+                    verdict = Err(SkipReason::ConditionError(why));
+                    break;
+                }
+            }
+        }
+        let template_name = template.clone().unwrap_or_else(|| choices.first().map(|c| c.template.clone()).unwrap_or_default());
         let mut entry = self.entry(TimelineKind::Skipped, enrollment);
         entry.step_id = Some(step_id.to_owned());
-        entry.template = Some(template.to_owned());
-        let verdict = match when.map(|w| rules::evaluate(w, &state.profile, &enrollment.trigger)) {
-            Some(Ok(false)) => Err(SkipReason::ConditionFalse),
-            Some(Err(why)) => Err(SkipReason::ConditionError(why)),
-            _ => rules::may_send(flow, &state.profile, &state.recent_sends, self.flows.store.smart_sending_hours, self.now),
+        entry.template = Some(template_name.clone());
+        if verdict.is_ok() && template.is_none() {
+            verdict = Err(SkipReason::ConditionFalse);
+        }
+        if verdict.is_ok() {
+            verdict = match when.map(|w| rules::evaluate(w, &scope)) {
+                Some(Ok(false)) => Err(SkipReason::ConditionFalse),
+                Some(Err(why)) => Err(SkipReason::ConditionError(why)),
+                _ => Ok(()),
+            };
+        }
+        let recommendations = match (recommend, &verdict) {
+            (Some(spec), Ok(())) => {
+                let picked = recommend::recommend(&self.flows.catalog, &state.profile, &enrollment.trigger, spec);
+                if picked.is_empty() && spec.required {
+                    verdict = Err(SkipReason::NoRecommendations);
+                }
+                picked
+            }
+            _ => Vec::new(),
         };
+        let verdict = verdict.and_then(|()| rules::may_send(flow, &state.profile, &state.recent_sends, self.flows.store.smart_sending_hours, self.now));
         match verdict {
             Err(reason) => {
                 entry.reason = Some(reason.code());
@@ -332,21 +654,26 @@ impl Run<'_> {
                 self.timeline.push(entry);
                 state.recent_sends.push(SendRecord {
                     at: self.now,
+                    enrollment_id: enrollment.id.clone(),
                     flow: flow.id.clone(),
                     step_id: step_id.to_owned(),
-                    template: template.to_owned(),
+                    template: template_name.clone(),
                     marketing: flow.category == Category::Marketing,
                     message_id: None,
+                    opened: false,
+                    clicked: false,
                 });
+                state.profile.last_sent.insert(flow.id.clone(), self.now);
                 self.effects.push(Effect::Send(SendIntent {
                     enrollment_id: enrollment.id.clone(),
                     flow: flow.id.clone(),
                     step_id: step_id.to_owned(),
-                    template: template.to_owned(),
+                    template: template_name,
                     category: flow.category,
                     to,
                     profile: state.profile.clone(),
-                    trigger: enrollment.trigger.clone(),
+                    enrollment: enrollment.clone(),
+                    recommendations,
                 }));
             }
         }

@@ -72,3 +72,46 @@ mod tests {
         assert_eq!(resolve_local(tz, gap), utc("2026-03-08T07:00:00Z"));
     }
 }
+
+/// `date` moved into `year`: 29 February becomes 28 February in other years.
+pub fn in_year(date: chrono::NaiveDate, year: i32) -> Option<chrono::NaiveDate> {
+    use chrono::Datelike;
+    chrono::NaiveDate::from_ymd_opt(year, date.month(), date.day()).or_else(|| chrono::NaiveDate::from_ymd_opt(year, date.month(), date.day() - 1))
+}
+
+/// The first yearly occurrence of `date`'s month and day at local `at` that is after `after`,
+/// and no earlier than `from_years` years after `date` itself.
+pub fn next_yearly(tz: Tz, date: chrono::NaiveDate, at: chrono::NaiveTime, from_years: i32, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    use chrono::Datelike;
+    let first_year = date.year() + from_years;
+    let start = first_year.max(after.with_timezone(&tz).year() - 1);
+    (start..start + 6).filter_map(|year| in_year(date, year)).map(|day| resolve_local(tz, day.and_time(at))).find(|t| *t > after)
+}
+
+#[cfg(test)]
+mod yearly_tests {
+    use super::*;
+    use chrono::{NaiveDate, NaiveTime};
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn leap_day_birthdays_fall_on_the_28th() {
+        let tz = chrono_tz::Asia::Tokyo;
+        let born = NaiveDate::from_ymd_opt(1992, 2, 29).unwrap();
+        let nine = NaiveTime::from_hms_opt(9, 0, 0).unwrap();
+        assert_eq!(next_yearly(tz, born, nine, 0, utc("2026-11-20T00:00:00Z")), Some(utc("2027-02-28T00:00:00Z")));
+        assert_eq!(next_yearly(tz, born, nine, 0, utc("2027-03-01T00:00:00Z")), Some(utc("2028-02-29T00:00:00Z")));
+    }
+
+    #[test]
+    fn anniversaries_start_a_year_after() {
+        let tz = chrono_tz::Asia::Tokyo;
+        let first = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let ten = NaiveTime::from_hms_opt(10, 0, 0).unwrap();
+        // Ordered at 08:00 that day: not 10:00 the same day, but a year later.
+        assert_eq!(next_yearly(tz, first, ten, 1, utc("2026-11-19T23:00:00Z")), Some(utc("2027-11-20T01:00:00Z")));
+    }
+}

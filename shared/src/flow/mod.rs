@@ -1,12 +1,17 @@
 //! Flow definitions: YAML files in `flows/` turned into a validated model.
 //! Adding or editing a flow is a file change, never a code change.
 
+mod catalog;
 mod duration;
 mod model;
 mod store_policy;
 
+pub use catalog::{Catalog, Product};
 pub use duration::parse_duration;
-pub use model::{Category, EnrollmentKey, ExitRule, Flow, Step, StepKind, Trigger};
+pub use model::{
+    Category, CustomerDate, EnrollmentKey, ExitRule, Flow, Recommend, RecommendationSource, Route, Step, StepKind, TemplateChoice, Trigger, Variant,
+    WaitLength,
+};
 pub use store_policy::{QuietHours, Sender, StorePolicy};
 
 use std::collections::BTreeMap;
@@ -36,6 +41,7 @@ pub struct FlowSet {
     pub flows: Vec<Flow>,
     pub store: StorePolicy,
     pub templates: TemplateSources,
+    pub catalog: Catalog,
 }
 
 impl FlowSet {
@@ -52,6 +58,7 @@ impl FlowSet {
         let mut store = None;
         let mut flows = Vec::new();
         let mut templates = TemplateSources::new();
+        let mut catalog = Catalog::default();
         for (path, text) in files {
             let path = path.replace('\\', "/");
             if path == "store.yaml" {
@@ -63,7 +70,12 @@ impl FlowSet {
                 if let Some((locale, name)) = rest.split_once('/').and_then(|(l, f)| Some((l, f.strip_suffix(".mjml")?))) {
                     templates.entry(locale.to_owned()).or_default().insert(name.to_owned(), text);
                 }
-            } else if path.ends_with(".yaml") && !path.contains('/') && path != "catalog.yaml" {
+            } else if path == "catalog.yaml" {
+                match Catalog::parse(&text) {
+                    Ok(c) => catalog = c,
+                    Err(e) => errors.push(e),
+                }
+            } else if path.ends_with(".yaml") && !path.contains('/') {
                 match Flow::parse(&path, &text) {
                     Ok(flow) => flows.push(flow),
                     Err(e) => errors.push(e),
@@ -83,21 +95,31 @@ impl FlowSet {
         if !templates.contains_key(&store.default_locale) {
             errors.push(FlowError::new("store.yaml", format!("default_locale {:?} has no templates/{}/ folder", store.default_locale, store.default_locale)));
         }
+        for locale in templates.keys() {
+            if !store.locales.contains(locale) {
+                errors.push(FlowError::new(
+                    &format!("templates/{locale}"),
+                    format!("locale {locale:?} is not in store.yaml locales {:?}", store.locales),
+                ));
+            }
+        }
         for flow in &flows {
             for step in &flow.steps {
-                if let StepKind::Send { template, .. } = &step.kind {
-                    let default = templates.get(&store.default_locale);
-                    if default.is_none_or(|t| !t.contains_key(template)) {
-                        errors.push(FlowError::new(
-                            &flow.file,
-                            format!("step {:?} sends template {template:?}, but templates/{}/{template}.mjml does not exist", step.id, store.default_locale),
-                        ));
+                if let StepKind::Send { choices, .. } = &step.kind {
+                    for template in choices.iter().map(|c| &c.template) {
+                        let default = templates.get(&store.default_locale);
+                        if default.is_none_or(|t| !t.contains_key(template)) {
+                            errors.push(FlowError::new(
+                                &flow.file,
+                                format!("step {:?} sends template {template:?}, but templates/{}/{template}.mjml does not exist", step.id, store.default_locale),
+                            ));
+                        }
                     }
                 }
             }
         }
         if errors.is_empty() {
-            Ok(FlowSet { flows, store, templates })
+            Ok(FlowSet { flows, store, templates, catalog })
         } else {
             Err(errors)
         }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::Duration;
+use chrono::{Duration, NaiveTime};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -33,15 +33,39 @@ pub enum EnrollmentKey {
     Customer,
     /// One per order (`order.id`).
     Order,
+    /// One per order and item (`order.id` + `item.sku`), with `for_each` over the items.
+    OrderItem,
     /// Every trigger event starts its own.
     Event,
 }
 
+/// A customer date that starts a yearly flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerDate {
+    Birthday,
+    FirstOrder,
+}
+
 #[derive(Debug, Clone, PartialEq)]
-pub struct Trigger {
-    pub event: String,
-    /// A minijinja expression over `event`, `customer`, `order`; the flow starts only when true.
-    pub filter: Option<String>,
+pub enum Trigger {
+    Event {
+        event: String,
+        /// A minijinja expression; the flow starts only when true.
+        filter: Option<String>,
+        /// An expression giving a list: one enrollment per element, seen as `item`.
+        for_each: Option<String>,
+    },
+    /// Starts (and restarts when the date changes) as soon as the customer has the date.
+    CustomerDate(CustomerDate),
+}
+
+impl Trigger {
+    pub fn event(&self) -> Option<&str> {
+        match self {
+            Trigger::Event { event, .. } => Some(event),
+            Trigger::CustomerDate(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,18 +73,104 @@ pub struct ExitRule {
     pub event: String,
     /// Only when the event's order is the enrollment's order.
     pub same_order: bool,
+    /// Only when the event's order contains the enrollment's item SKU.
+    pub same_sku: bool,
+    /// A goal reached (a conversion) rather than a plain exit; both end the enrollment.
+    pub goal: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitLength {
+    Fixed(Duration),
+    /// An expression giving a number of days (`item.replenish_after_days - 5`).
+    Days(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateChoice {
+    pub template: String,
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecommendationSource {
+    /// The order items' `related_skus` (and the catalog's for those SKUs).
+    Related,
+    /// Catalog bestsellers of the order items' categories.
+    CategoryBestsellers,
+    /// Catalog bestsellers overall.
+    Bestsellers,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommend {
+    pub from: Vec<RecommendationSource>,
+    pub count: usize,
+    /// Skip the send (`no_recommendations`) when nothing is left to recommend.
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub when: Option<String>,
+    pub goto: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub name: String,
+    pub weight: u32,
+    pub goto: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
-    Wait { duration: Duration },
-    Send { template: String, when: Option<String> },
+    Wait(WaitLength),
+    /// A local time on a day relative to a date expression; `otherwise` from the anchor when
+    /// that instant is past or the date is missing.
+    WaitUntilDate { date: String, offset_days: i64, at: NaiveTime, otherwise: Duration },
+    /// The next yearly occurrence of a date expression's month and day, at a local time;
+    /// the first one no earlier than `from_years` after the date itself.
+    WaitYearly { date: String, at: NaiveTime, from_years: i32 },
+    /// Wait for an event (optionally of the same order) until a timeout; go on at `matched`
+    /// or `timed_out` (default: the next step).
+    WaitFor { event: String, same_order: bool, timeout: Duration, matched: Option<String>, timed_out: Option<String> },
+    Send { choices: Vec<TemplateChoice>, when: Option<String>, recommend: Option<Recommend> },
+    Branch(Vec<Route>),
+    Split(Vec<Variant>),
+    Goto(String),
+    Exit(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub id: String,
     pub kind: StepKind,
+}
+
+impl Step {
+    pub fn is_wait(&self) -> bool {
+        matches!(self.kind, StepKind::Wait(_) | StepKind::WaitUntilDate { .. } | StepKind::WaitYearly { .. } | StepKind::WaitFor { .. })
+    }
+    /// The steps this one can jump to (not counting falling through to the next).
+    pub fn targets(&self) -> Vec<&str> {
+        match &self.kind {
+            StepKind::WaitFor { matched, timed_out, .. } => matched.iter().chain(timed_out.iter()).map(String::as_str).collect(),
+            StepKind::Branch(routes) => routes.iter().map(|r| r.goto.as_str()).collect(),
+            StepKind::Split(variants) => variants.iter().map(|v| v.goto.as_str()).collect(),
+            StepKind::Goto(target) => vec![target.as_str()],
+            _ => Vec::new(),
+        }
+    }
+    /// Whether control can reach the step after this one.
+    pub fn falls_through(&self) -> bool {
+        match &self.kind {
+            StepKind::Goto(_) | StepKind::Exit(_) | StepKind::Split(_) => false,
+            StepKind::Branch(routes) => routes.iter().all(|r| r.when.is_some()),
+            StepKind::WaitFor { matched, timed_out, .. } => matched.is_none() || timed_out.is_none(),
+            _ => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +184,8 @@ pub struct Flow {
     pub promotional: bool,
     pub trigger: Trigger,
     pub key: EnrollmentKey,
+    /// A newer trigger ends the active enrollment and starts a fresh one.
+    pub restart: bool,
     pub exit_on: Vec<ExitRule>,
     pub steps: Vec<Step>,
 }
@@ -97,7 +209,11 @@ struct RawFlow {
     #[serde(default = "default_key")]
     key: String,
     #[serde(default)]
+    restart: bool,
+    #[serde(default)]
     exit_on: Vec<RawExit>,
+    #[serde(default)]
+    goals: Vec<RawExit>,
     steps: Vec<RawStep>,
 }
 
@@ -108,9 +224,14 @@ fn default_key() -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTrigger {
-    event: String,
+    #[serde(default)]
+    event: Option<String>,
     #[serde(default)]
     filter: Option<String>,
+    #[serde(default)]
+    for_each: Option<String>,
+    #[serde(default)]
+    customer_date: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +240,89 @@ struct RawExit {
     event: String,
     #[serde(default)]
     same_order: bool,
+    #[serde(default)]
+    same_sku: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawWait {
+    Duration(String),
+    Days { days: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWaitUntil {
+    #[serde(default)]
+    date: Option<String>,
+    #[serde(default)]
+    yearly: Option<String>,
+    #[serde(default)]
+    offset_days: i64,
+    at: String,
+    #[serde(default)]
+    otherwise: Option<String>,
+    #[serde(default)]
+    from_years: i32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWaitFor {
+    event: String,
+    #[serde(default)]
+    same_order: bool,
+    timeout: String,
+    #[serde(default)]
+    matched: Option<String>,
+    #[serde(default)]
+    timed_out: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSend {
+    One(String),
+    Choices(Vec<RawChoice>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChoice {
+    template: String,
+    #[serde(default)]
+    when: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecommend {
+    from: Vec<String>,
+    #[serde(default = "default_count")]
+    count: usize,
+    #[serde(default)]
+    required: bool,
+}
+
+fn default_count() -> usize {
+    3
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    when: Option<String>,
+    goto: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    variant: String,
+    weight: u32,
+    goto: String,
 }
 
 #[derive(Deserialize)]
@@ -126,11 +330,25 @@ struct RawExit {
 struct RawStep {
     id: String,
     #[serde(default)]
-    wait: Option<String>,
+    wait: Option<RawWait>,
     #[serde(default)]
-    send: Option<String>,
+    wait_until: Option<RawWaitUntil>,
+    #[serde(default)]
+    wait_for: Option<RawWaitFor>,
+    #[serde(default)]
+    send: Option<RawSend>,
     #[serde(default)]
     when: Option<String>,
+    #[serde(default)]
+    recommend: Option<RawRecommend>,
+    #[serde(default)]
+    branch: Option<Vec<RawRoute>>,
+    #[serde(default)]
+    split: Option<Vec<RawVariant>>,
+    #[serde(default)]
+    goto: Option<String>,
+    #[serde(default)]
+    exit: Option<String>,
 }
 
 pub(crate) fn yaml_error(file: &str, e: &serde_yaml::Error) -> FlowError {
@@ -143,82 +361,261 @@ fn is_identifier(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// The first line (1-based) containing `needle`, to point errors at the right place.
+pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+pub(crate) fn check_expression(source: &str) -> Result<(), String> {
+    let env = minijinja::Environment::new();
+    env.compile_expression(source).map(|_| ()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))
+}
+
+fn time_of_day(raw: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(raw, "%H:%M").map_err(|_| format!("{raw:?} is not a time of day (HH:MM)"))
+}
+
 impl Flow {
     pub fn parse(file: &str, text: &str) -> Result<Flow, FlowError> {
         let raw: RawFlow = serde_yaml::from_str(text).map_err(|e| yaml_error(file, &e))?;
-        let err = |m: String| FlowError { file: file.to_owned(), line: None, message: m };
+        let err = |needle: &str, m: String| FlowError { file: file.to_owned(), line: line_of(text, needle), message: m };
         if !is_identifier(&raw.id) {
-            return Err(err(format!("id {:?} must match [a-z][a-z0-9_]{{0,63}}", raw.id)));
+            return Err(err("id:", format!("id {:?} must match [a-z][a-z0-9_]{{0,63}}", raw.id)));
         }
         let category = match raw.category.as_str() {
             "transactional" => Category::Transactional,
             "marketing" => Category::Marketing,
-            other => return Err(err(format!("category {other:?} must be transactional or marketing"))),
+            other => return Err(err("category:", format!("category {other:?} must be transactional or marketing"))),
         };
         if category == Category::Transactional && raw.promotional {
-            return Err(err("a transactional flow cannot be promotional".into()));
+            return Err(err("promotional:", "a transactional flow cannot be promotional".into()));
         }
         let key = match raw.key.as_str() {
             "customer" => EnrollmentKey::Customer,
             "order" => EnrollmentKey::Order,
+            "order_item" => EnrollmentKey::OrderItem,
             "event" => EnrollmentKey::Event,
-            other => return Err(err(format!("key {other:?} must be customer, order or event"))),
+            other => return Err(err("key:", format!("key {other:?} must be customer, order, order_item or event"))),
         };
-        if !is_identifier(&raw.trigger.event) {
-            return Err(err(format!("trigger.event {:?} is not an event type", raw.trigger.event)));
-        }
-        if let Some(filter) = &raw.trigger.filter {
-            check_expression(filter).map_err(|e| err(format!("trigger.filter: {e}")))?;
+        let trigger = parse_trigger(raw.trigger).map_err(|m| err("trigger", m))?;
+        if key == EnrollmentKey::OrderItem && !matches!(&trigger, Trigger::Event { for_each: Some(_), .. }) {
+            return Err(err("key:", "key order_item needs trigger.for_each (one enrollment per item)".into()));
         }
         if raw.steps.is_empty() {
-            return Err(err("steps: a flow needs at least one step".into()));
+            return Err(err("steps:", "steps: a flow needs at least one step".into()));
         }
         let mut ids = BTreeSet::new();
         let mut steps = Vec::new();
         for (i, step) in raw.steps.into_iter().enumerate() {
-            let at = format!("steps[{i}]");
+            let at = format!("steps[{i}] ({})", step.id);
+            let needle = format!("id: {}", step.id);
             if !is_identifier(&step.id) {
-                return Err(err(format!("{at}.id {:?} must match [a-z][a-z0-9_]{{0,63}}", step.id)));
+                return Err(err(&needle, format!("steps[{i}].id {:?} must match [a-z][a-z0-9_]{{0,63}}", step.id)));
             }
             if !ids.insert(step.id.clone()) {
-                return Err(err(format!("{at}.id {:?} is used twice", step.id)));
+                return Err(err(&needle, format!("{at}: id {:?} is used twice", step.id)));
             }
-            let kind = match (step.wait, step.send) {
-                (Some(wait), None) => {
-                    if step.when.is_some() {
-                        return Err(err(format!("{at}: `when` applies to send steps only")));
-                    }
-                    StepKind::Wait { duration: parse_duration(&wait).map_err(|e| err(format!("{at}.wait: {e}")))? }
-                }
-                (None, Some(template)) => {
-                    if let Some(when) = &step.when {
-                        check_expression(when).map_err(|e| err(format!("{at}.when: {e}")))?;
-                    }
-                    StepKind::Send { template, when: step.when }
-                }
-                _ => return Err(err(format!("{at} ({}): give exactly one of wait or send", step.id))),
-            };
-            steps.push(super::Step { id: step.id, kind });
+            let id = step.id.clone();
+            let kind = parse_step(step).map_err(|m| err(&needle, format!("{at}: {m}")))?;
+            steps.push(Step { id, kind });
+        }
+        let exit_rule = |e: RawExit, goal: bool| ExitRule { event: e.event, same_order: e.same_order, same_sku: e.same_sku, goal };
+        let mut exit_on: Vec<ExitRule> = raw.exit_on.into_iter().map(|e| exit_rule(e, false)).collect();
+        exit_on.extend(raw.goals.into_iter().map(|e| exit_rule(e, true)));
+        for rule in &exit_on {
+            if !is_identifier(&rule.event) {
+                return Err(err(&rule.event, format!("exit_on/goals: {:?} is not an event type", rule.event)));
+            }
         }
         let version = hex::encode(&Sha256::digest(text.as_bytes())[..6]);
-        Ok(Flow {
+        let flow = Flow {
             id: raw.id,
             version,
             file: file.to_owned(),
             description: raw.description,
             category,
             promotional: raw.promotional,
-            trigger: Trigger { event: raw.trigger.event, filter: raw.trigger.filter },
+            trigger,
             key,
-            exit_on: raw.exit_on.into_iter().map(|e| ExitRule { event: e.event, same_order: e.same_order }).collect(),
+            restart: raw.restart,
+            exit_on,
             steps,
-        })
+        };
+        check_graph(&flow).map_err(|(needle, m)| err(&needle, m))?;
+        Ok(flow)
     }
 }
 
-fn check_expression(source: &str) -> Result<(), String> {
-    let env = minijinja::Environment::new();
-    env.compile_expression(source).map(|_| ()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))
+fn parse_trigger(raw: RawTrigger) -> Result<Trigger, String> {
+    match (raw.event, raw.customer_date) {
+        (Some(event), None) => {
+            if !is_identifier(&event) {
+                return Err(format!("trigger.event {event:?} is not an event type"));
+            }
+            for (name, expr) in [("filter", &raw.filter), ("for_each", &raw.for_each)] {
+                if let Some(expr) = expr {
+                    check_expression(expr).map_err(|e| format!("trigger.{name}: {e}"))?;
+                }
+            }
+            Ok(Trigger::Event { event, filter: raw.filter, for_each: raw.for_each })
+        }
+        (None, Some(date)) => {
+            if raw.filter.is_some() || raw.for_each.is_some() {
+                return Err("trigger.customer_date takes no filter or for_each".into());
+            }
+            match date.as_str() {
+                "birthday" => Ok(Trigger::CustomerDate(CustomerDate::Birthday)),
+                "first_order" => Ok(Trigger::CustomerDate(CustomerDate::FirstOrder)),
+                other => Err(format!("trigger.customer_date {other:?} must be birthday or first_order")),
+            }
+        }
+        _ => Err("trigger needs exactly one of event or customer_date".into()),
+    }
+}
+
+fn parse_step(step: RawStep) -> Result<StepKind, String> {
+    let given = [step.wait.is_some(), step.wait_until.is_some(), step.wait_for.is_some(), step.send.is_some(), step.branch.is_some(), step.split.is_some(), step.goto.is_some(), step.exit.is_some()]
+        .iter()
+        .filter(|g| **g)
+        .count();
+    if given != 1 {
+        return Err("give exactly one of wait, wait_until, wait_for, send, branch, split, goto or exit".into());
+    }
+    if step.send.is_none() && (step.when.is_some() || step.recommend.is_some()) {
+        return Err("`when` and `recommend` apply to send steps only".into());
+    }
+    if let Some(wait) = step.wait {
+        return Ok(StepKind::Wait(match wait {
+            RawWait::Duration(d) => WaitLength::Fixed(parse_duration(&d).map_err(|e| format!("wait: {e}"))?),
+            RawWait::Days { days } => {
+                check_expression(&days).map_err(|e| format!("wait.days: {e}"))?;
+                WaitLength::Days(days)
+            }
+        }));
+    }
+    if let Some(until) = step.wait_until {
+        let at = time_of_day(&until.at).map_err(|e| format!("wait_until.at: {e}"))?;
+        return match (until.date, until.yearly) {
+            (Some(date), None) => {
+                check_expression(&date).map_err(|e| format!("wait_until.date: {e}"))?;
+                let otherwise = parse_duration(until.otherwise.as_deref().unwrap_or("0s")).map_err(|e| format!("wait_until.otherwise: {e}"))?;
+                Ok(StepKind::WaitUntilDate { date, offset_days: until.offset_days, at, otherwise })
+            }
+            (None, Some(date)) => {
+                check_expression(&date).map_err(|e| format!("wait_until.yearly: {e}"))?;
+                Ok(StepKind::WaitYearly { date, at, from_years: until.from_years })
+            }
+            _ => Err("wait_until needs exactly one of date or yearly".into()),
+        };
+    }
+    if let Some(wait_for) = step.wait_for {
+        if !is_identifier(&wait_for.event) {
+            return Err(format!("wait_for.event {:?} is not an event type", wait_for.event));
+        }
+        return Ok(StepKind::WaitFor {
+            event: wait_for.event,
+            same_order: wait_for.same_order,
+            timeout: parse_duration(&wait_for.timeout).map_err(|e| format!("wait_for.timeout: {e}"))?,
+            matched: wait_for.matched,
+            timed_out: wait_for.timed_out,
+        });
+    }
+    if let Some(send) = step.send {
+        let choices = match send {
+            RawSend::One(template) => vec![TemplateChoice { template, when: None }],
+            RawSend::Choices(choices) => choices.into_iter().map(|c| TemplateChoice { template: c.template, when: c.when }).collect(),
+        };
+        if choices.is_empty() {
+            return Err("send: list at least one template".into());
+        }
+        for choice in &choices {
+            if let Some(when) = &choice.when {
+                check_expression(when).map_err(|e| format!("send {}: when: {e}", choice.template))?;
+            }
+        }
+        if let Some(when) = &step.when {
+            check_expression(when).map_err(|e| format!("when: {e}"))?;
+        }
+        let recommend = step
+            .recommend
+            .map(|r| {
+                let from = r
+                    .from
+                    .iter()
+                    .map(|s| match s.as_str() {
+                        "related" => Ok(RecommendationSource::Related),
+                        "category_bestsellers" => Ok(RecommendationSource::CategoryBestsellers),
+                        "bestsellers" => Ok(RecommendationSource::Bestsellers),
+                        other => Err(format!("recommend.from {other:?} must be related, category_bestsellers or bestsellers")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if r.count == 0 || r.count > 12 {
+                    return Err(format!("recommend.count must be 1–12, got {}", r.count));
+                }
+                Ok(Recommend { from, count: r.count, required: r.required })
+            })
+            .transpose()?;
+        return Ok(StepKind::Send { choices, when: step.when, recommend });
+    }
+    if let Some(routes) = step.branch {
+        if routes.is_empty() {
+            return Err("branch: list at least one route".into());
+        }
+        for route in &routes {
+            if let Some(when) = &route.when {
+                check_expression(when).map_err(|e| format!("branch: when: {e}"))?;
+            }
+        }
+        return Ok(StepKind::Branch(routes.into_iter().map(|r| Route { when: r.when, goto: r.goto }).collect()));
+    }
+    if let Some(variants) = step.split {
+        if variants.len() < 2 || variants.iter().all(|v| v.weight == 0) {
+            return Err("split: list at least two variants with a positive total weight".into());
+        }
+        return Ok(StepKind::Split(variants.into_iter().map(|v| Variant { name: v.variant, weight: v.weight, goto: v.goto }).collect()));
+    }
+    if let Some(target) = step.goto {
+        return Ok(StepKind::Goto(target));
+    }
+    Ok(StepKind::Exit(step.exit.unwrap_or_default()))
+}
+
+/// Every jump lands on a step; every step can be reached; every loop passes a wait.
+fn check_graph(flow: &Flow) -> Result<(), (String, String)> {
+    for step in &flow.steps {
+        for target in step.targets() {
+            if flow.step_index(target).is_none() {
+                return Err((format!("id: {}", step.id), format!("step {:?} jumps to {target:?}, which is not a step of this flow", step.id)));
+            }
+        }
+    }
+    let mut reached = vec![false; flow.steps.len()];
+    let mut stack = vec![0usize];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut reached[i], true) {
+            continue;
+        }
+        let step = &flow.steps[i];
+        stack.extend(step.targets().into_iter().filter_map(|t| flow.step_index(t)));
+        if step.falls_through() && i + 1 < flow.steps.len() {
+            stack.push(i + 1);
+        }
+    }
+    if let Some(i) = reached.iter().position(|r| !r) {
+        let id = &flow.steps[i].id;
+        return Err((format!("id: {id}"), format!("step {id:?} is unreachable: no step jumps to it and the step before it never falls through")));
+    }
+    // A jump backwards must cross a wait, or the flow could loop forever within one decision.
+    for (i, step) in flow.steps.iter().enumerate() {
+        for target in step.targets() {
+            if let Some(j) = flow.step_index(target) {
+                if j <= i && !flow.steps[j..=i].iter().any(Step::is_wait) {
+                    return Err((format!("id: {}", step.id), format!("step {:?} loops back to {target:?} without a wait in between", step.id)));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -244,16 +641,41 @@ steps:
         assert_eq!(flow.version.len(), 12);
     }
 
+    fn error(text: &str) -> FlowError {
+        Flow::parse("x.yaml", text).unwrap_err()
+    }
+
     #[test]
     fn errors_name_the_file_line_and_problem() {
-        let e = Flow::parse("x.yaml", "id: x\ncategory: marketing\ntrigger: {event: a}\nsteps:\n  - id: s\n    wait: soon\n").unwrap_err();
-        assert!(e.message.contains("steps[0].wait"), "{e}");
-        let e = Flow::parse("x.yaml", "id: x\ncategory: marketing\ntrigger: {event: a}\nsteps: []\nbogus: 1\n").unwrap_err();
+        let e = error("id: x\ncategory: marketing\ntrigger: {event: a}\nsteps:\n  - id: s\n    wait: soon\n");
+        assert!(e.message.contains("steps[0] (s): wait"), "{e}");
+        assert_eq!(e.line, Some(5), "{e}");
+        let e = error("id: x\ncategory: marketing\ntrigger: {event: a}\nsteps: []\nbogus: 1\n");
         assert_eq!(e.line, Some(5), "{e}");
         assert!(e.to_string().contains("bogus"), "{e}");
-        let e = Flow::parse("x.yaml", "id: x\ncategory: marketing\ntrigger: {event: a, filter: 'order.total >'}\nsteps: [{id: s, send: t}]\n").unwrap_err();
+        let e = error("id: x\ncategory: marketing\ntrigger: {event: a, filter: 'order.total >'}\nsteps: [{id: s, send: t}]\n");
         assert!(e.message.contains("trigger.filter"), "{e}");
-        let e = Flow::parse("x.yaml", "id: x\ncategory: transactional\npromotional: true\ntrigger: {event: a}\nsteps: [{id: s, send: t}]\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        let e = error("id: x\ncategory: transactional\npromotional: true\ntrigger: {event: a}\nsteps: [{id: s, send: t}]\n");
         assert!(e.message.contains("promotional"), "{e}");
+    }
+
+    #[test]
+    fn jumps_must_land_and_every_step_must_be_reachable() {
+        let e = error("id: x\ncategory: marketing\ntrigger: {event: a}\nsteps:\n  - {id: a, goto: nowhere}\n");
+        assert!(e.message.contains("\"nowhere\""), "{e}");
+        let e = error("id: x\ncategory: marketing\ntrigger: {event: a}\nsteps:\n  - {id: a, send: t}\n  - {id: b, exit: done}\n  - {id: orphan, send: t}\n");
+        assert!(e.message.contains("\"orphan\" is unreachable"), "{e}");
+        assert_eq!(e.line, Some(7));
+        let e = error("id: x\ncategory: marketing\ntrigger: {event: a}\nsteps:\n  - {id: a, send: t}\n  - {id: b, goto: a}\n");
+        assert!(e.message.contains("without a wait"), "{e}");
+        let ok = "id: x\ncategory: marketing\ntrigger: {customer_date: birthday}\nsteps:\n  - {id: day, wait_until: {yearly: customer.birthday, at: '09:00'}}\n  - {id: greet, send: t}\n  - {id: again, goto: day}\n";
+        assert!(Flow::parse("x.yaml", ok).is_ok());
+    }
+
+    #[test]
+    fn order_item_key_needs_for_each() {
+        let e = error("id: x\ncategory: marketing\ntrigger: {event: order_placed}\nkey: order_item\nsteps: [{id: s, send: t}]\n");
+        assert!(e.message.contains("for_each"), "{e}");
     }
 }

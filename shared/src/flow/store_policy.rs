@@ -13,6 +13,8 @@ use crate::domain::{EmailAddress, TimeZone};
 pub struct StorePolicy {
     pub name: String,
     pub default_locale: String,
+    /// Locales the store writes templates in; the default first.
+    pub locales: Vec<String>,
     pub timezone: TimeZone,
     pub sender: Sender,
     pub base_url: String,
@@ -43,6 +45,8 @@ struct RawStore {
     name: String,
     #[serde(default = "default_locale")]
     default_locale: String,
+    #[serde(default)]
+    locales: Vec<String>,
     #[serde(default = "default_timezone")]
     timezone: String,
     sender: RawSender,
@@ -101,8 +105,13 @@ impl StorePolicy {
         let mut vip_thresholds: BTreeMap<String, Decimal> =
             [("JPY", 30000), ("USD", 200), ("EUR", 200)].into_iter().map(|(c, v)| (c.to_owned(), Decimal::from(v))).collect();
         vip_thresholds.extend(raw.vip_thresholds);
+        let mut locales = raw.locales;
+        if !locales.contains(&raw.default_locale) {
+            locales.insert(0, raw.default_locale.clone());
+        }
         Ok(StorePolicy {
             name: raw.name,
+            locales,
             default_locale: raw.default_locale,
             timezone,
             sender: Sender { name: raw.sender.name, address, reply_to },

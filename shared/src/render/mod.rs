@@ -45,6 +45,7 @@ pub struct Renderer {
     available: BTreeMap<String, Vec<String>>,
     default_locale: String,
     store: Value,
+    catalog: crate::flow::Catalog,
 }
 
 fn split_front_matter(source: &str) -> Option<(&str, &str)> {
@@ -106,6 +107,7 @@ impl Renderer {
         }
         let store = &flows.store;
         Ok(Renderer {
+            catalog: flows.catalog.clone(),
             env,
             available,
             default_locale: store.default_locale.clone(),
@@ -147,8 +149,21 @@ impl Renderer {
 
     fn context(&self, send: &SendIntent, locale: &str) -> Value {
         let p = &send.profile;
-        let event = &send.trigger;
+        let event = send.trigger();
+        let recommendations: Vec<Value> = send
+            .recommendations
+            .iter()
+            .filter_map(|sku| self.catalog.get(sku))
+            .map(|product| {
+                let name = product.name.get(locale).or_else(|| product.name.get(&self.default_locale)).or_else(|| product.name.values().next());
+                json!({"sku": product.sku, "name": name, "price": product.price, "currency": product.currency, "category": product.category,
+                       "url": product.url, "image_url": product.image_url})
+            })
+            .collect();
         json!({
+            "item": send.enrollment.item,
+            "variant": send.enrollment.variant,
+            "recommendations": recommendations,
             "locale": locale,
             "store": self.store,
             "customer": {

@@ -102,6 +102,8 @@ pub fn to_event(detail_type: &str, detail: &Value, received_at: DateTime<Utc>) -
             "flow": first_tag(mail, "flow"),
             "step": first_tag(mail, "step"),
             "template": first_tag(mail, "template"),
+            "enrollment": first_tag(mail, "enrollment"),
+            "variant": first_tag(mail, "variant"),
             "message_id": message_id,
             "bounce_type": bounce_type,
             "link": body.get("link"),

@@ -46,7 +46,11 @@ pub(crate) fn outgoing(store: &StorePolicy, send: &SendIntent, rendered: &Render
         ("step".to_owned(), send.step_id.clone()),
         ("template".to_owned(), send.template.clone()),
         ("category".to_owned(), send.category.as_str().to_owned()),
+        ("enrollment".to_owned(), crate::engine::enrollment_tag(&send.enrollment_id)),
     ];
+    if let Some(variant) = send.enrollment.variant.as_ref().filter(|v| is_tag_safe(v)) {
+        tags.push(("variant".to_owned(), variant.clone()));
+    }
     tags.extend(customer_tag(customer_id));
     let mut headers = Vec::new();
     if customer_id.is_ascii() && !customer_id.chars().any(char::is_control) {

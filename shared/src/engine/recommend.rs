@@ -1,0 +1,45 @@
+//! Products to recommend: never one the customer bought, nor one in the order at hand.
+
+use std::collections::BTreeSet;
+
+use crate::domain::{Event, LineItem, Profile};
+use crate::flow::{Catalog, Recommend, RecommendationSource};
+
+pub fn recommend(catalog: &Catalog, profile: &Profile, trigger: &Event, spec: &Recommend) -> Vec<String> {
+    let items: &[LineItem] = trigger.order.as_ref().map(|o| o.items.as_slice()).or(trigger.checkout.as_ref().map(|c| c.items.as_slice())).unwrap_or_default();
+    let mut excluded: BTreeSet<&str> = profile.sku_order_counts.keys().map(String::as_str).collect();
+    excluded.extend(items.iter().map(|i| i.sku.as_str()));
+    let categories: BTreeSet<String> = items
+        .iter()
+        .filter_map(|i| i.category.clone().or_else(|| catalog.get(&i.sku).map(|p| p.category.clone())))
+        .collect();
+    let mut picked: Vec<String> = Vec::new();
+    let offer = |sku: &str, picked: &mut Vec<String>| {
+        if picked.len() < spec.count && !excluded.contains(sku) && catalog.get(sku).is_some() && !picked.iter().any(|p| p == sku) {
+            picked.push(sku.to_owned());
+        }
+    };
+    for source in &spec.from {
+        match source {
+            RecommendationSource::Related => {
+                for item in items {
+                    let from_catalog = catalog.get(&item.sku).map(|p| p.related_skus.as_slice()).unwrap_or_default();
+                    for sku in item.related_skus.iter().chain(from_catalog) {
+                        offer(sku, &mut picked);
+                    }
+                }
+            }
+            RecommendationSource::CategoryBestsellers => {
+                for product in catalog.bestsellers().into_iter().filter(|p| categories.contains(&p.category)) {
+                    offer(&product.sku, &mut picked);
+                }
+            }
+            RecommendationSource::Bestsellers => {
+                for product in catalog.bestsellers() {
+                    offer(&product.sku, &mut picked);
+                }
+            }
+        }
+    }
+    picked
+}
