@@ -3,6 +3,7 @@
 # server on loopback, runs every test, validates the shipped flows and the SAM template,
 # and builds the Lambdas with `sam build` (x86_64: the only Rust target on build machines).
 set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
 
 VENV=.venv
@@ -28,7 +29,7 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=testing AWS_S
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
 echo "==> cargo test (unit, service, local and AWS-adapter tests)"
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets 2>&1 | tee target/test-output.log
 
 echo "==> aftercare validate (shipped flows)"
 cargo run --quiet -p aftercare-cli -- validate --flows flows
@@ -40,3 +41,5 @@ echo "==> sam build (x86_64)"
 SAM_CLI_TELEMETRY=0 sam build --template template.yaml --parameter-overrides Architecture=x86_64 --build-dir target/sam-build
 
 echo "==> all checks passed"
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.log

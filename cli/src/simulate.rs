@@ -4,12 +4,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-
 use aftercare_core::domain::Event;
 use aftercare_core::flow::FlowSet;
-use aftercare_core::memory::{ManualClock, MemoryMailer, MemoryPublisher, MemoryScheduler, MemoryStore};
-use aftercare_core::service::{App, Ports, SendReport, ServiceError};
+use aftercare_core::service::{SendReport, ServiceError};
+use aftercare_core::simulation::Simulation;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -103,64 +101,41 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
         None => events.last().map_or_else(Utc::now, |(_, _, e)| e.occurred_at_utc()) + Duration::days(400),
     };
     let start = events.first().map_or(until, |(_, _, e)| e.occurred_at_utc());
-    let scheduler = Arc::new(MemoryScheduler::new());
-    let clock = Arc::new(ManualClock::new(start));
-    let ports = Ports {
-        store: Arc::new(MemoryStore::new()),
-        scheduler: scheduler.clone(),
-        mailer: Arc::new(MemoryMailer::new()),
-        publisher: Arc::new(MemoryPublisher::new()),
-        clock: clock.clone(),
-    };
-    let app = App::new(flows, ports).map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
+    let simulation = Simulation::new(flows, start).map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut reports = Vec::new();
-    let emit = |reports: &mut Vec<SendReport>, out: &mut dyn Write| {
-        for r in reports.drain(..) {
-            if r.status != "sent" && !args.show_skipped {
-                continue;
-            }
-            let line = Line {
-                at: r.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                customer_id: &r.customer_id,
-                flow: &r.flow,
-                template: &r.template,
-                locale: &r.locale,
-                category: r.category,
-                to: &r.to,
-                subject: &r.subject,
-                status: r.status,
-                reason: r.reason.as_deref(),
-            };
-            if let Ok(json) = serde_json::to_string(&line) {
-                let _ = writeln!(out, "{json}");
-            }
-        }
-    };
-    for (number, value, event) in &events {
-        let at = event.occurred_at_utc();
-        fire_due(&app, &scheduler, &clock, at, &mut reports).await.map_err(|e| BadInput(format!("line {number}: {e}")))?;
-        emit(&mut reports, &mut out);
-        clock.set(at);
-        match app.ingest_json(std::slice::from_ref(value)).await {
-            Ok(report) => reports.extend(report.reports),
+    for (number, value, _) in &events {
+        match simulation.ingest(value).await {
+            Ok(reports) => print_reports(&reports, args.show_skipped, &mut out),
             Err(ServiceError::Invalid { error, .. }) => return Err(BadInput(field_message(*number, &error.field, &error.message))),
             Err(e) => return Err(BadInput(format!("line {number}: {e}"))),
         }
-        emit(&mut reports, &mut out);
     }
-    fire_due(&app, &scheduler, &clock, until, &mut reports).await.map_err(|e| BadInput(e.to_string()))?;
-    emit(&mut reports, &mut out);
+    let reports = simulation.run_until(until).await.map_err(|e| BadInput(e.to_string()))?;
+    print_reports(&reports, args.show_skipped, &mut out);
     let _ = out.flush();
     Ok(())
 }
 
-/// Runs every step due at or before `until`, each at its own due time.
-async fn fire_due(app: &App, scheduler: &MemoryScheduler, clock: &ManualClock, until: DateTime<Utc>, reports: &mut Vec<SendReport>) -> Result<(), ServiceError> {
-    while let Some(step) = scheduler.take_next_due(until) {
-        clock.set(step.at);
-        app.run_step(&step.due, reports).await?;
+fn print_reports(reports: &[SendReport], show_skipped: bool, out: &mut dyn Write) {
+    for r in reports {
+        if r.status != "sent" && !show_skipped {
+            continue;
+        }
+        let line = Line {
+            at: r.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            customer_id: &r.customer_id,
+            flow: &r.flow,
+            template: &r.template,
+            locale: &r.locale,
+            category: r.category,
+            to: &r.to,
+            subject: &r.subject,
+            status: r.status,
+            reason: r.reason.as_deref(),
+        };
+        if let Ok(json) = serde_json::to_string(&line) {
+            let _ = writeln!(out, "{json}");
+        }
     }
-    Ok(())
 }

@@ -10,6 +10,7 @@ pub mod memory;
 pub mod ports;
 pub mod render;
 pub mod service;
+pub mod simulation;
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -48,6 +48,9 @@ pub struct Profile {
     pub sku_order_counts: BTreeMap<String, u32>,
     #[serde(default)]
     pub first_order_at: Option<DateTime<Utc>>,
+    /// The id of the first order seen (thank-you notes for first orders).
+    #[serde(default)]
+    pub first_order_id: Option<String>,
     #[serde(default)]
     pub last_order_at: Option<DateTime<Utc>>,
     /// Email opens of the last 30 days (engagement rules).
@@ -78,6 +81,7 @@ impl Profile {
             total_spent: BTreeMap::new(),
             sku_order_counts: BTreeMap::new(),
             first_order_at: None,
+            first_order_id: None,
             last_order_at: None,
             opens: Vec::new(),
             last_sent: BTreeMap::new(),
@@ -113,6 +117,9 @@ impl Profile {
                 let skus: BTreeSet<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
                 for sku in skus {
                     *self.sku_order_counts.entry(sku.to_owned()).or_default() += 1;
+                }
+                if self.first_order_at.is_none_or(|first| at < first) {
+                    self.first_order_id = Some(order.id.clone());
                 }
                 self.first_order_at = Some(self.first_order_at.map_or(at, |first| first.min(at)));
                 self.last_order_at = Some(self.last_order_at.map_or(at, |last| last.max(at)));

@@ -104,6 +104,7 @@ impl Scope<'_> {
                 "purchased_skus": p.purchased_skus(), "sku_order_counts": p.sku_order_counts,
                 "birthday": p.birthday,
                 "first_order_date": p.first_order_at.map(|t| self.local_date(t)),
+                "first_order_id": p.first_order_id,
                 "days_since_last_order": p.last_order_at.map(days_since),
                 "opens_30d": p.opens.iter().filter(|t| **t > since_30d && **t <= self.now).count(),
                 "days_since_sent": p.last_sent.iter().map(|(flow, at)| (flow.clone(), days_since(*at))).collect::<std::collections::BTreeMap<_, _>>(),

@@ -178,6 +178,7 @@ impl Renderer {
             "properties": event.properties,
             "flow": send.flow,
             "step": send.step_id,
+            "category": send.category.as_str(),
         })
     }
 }
