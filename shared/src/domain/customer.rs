@@ -154,7 +154,7 @@ pub struct Enrollment {
     pub due_at: Option<DateTime<Utc>>,
     /// What the next relative wait counts from: the trigger time, then each due time.
     pub anchor: DateTime<Utc>,
-    /// Bumped each time the enrollment is rescheduled, so an old callback is a no-op.
+    /// New for each schedule (from the customer's counter), so an old callback is a no-op.
     pub generation: u32,
     pub entered_at: DateTime<Utc>,
     /// The event that started it: the context every template of the flow sees.
@@ -203,11 +203,15 @@ pub struct CustomerState {
     /// Sends of the last days, newest last, for smart sending and frequency rules.
     #[serde(default)]
     pub recent_sends: Vec<SendRecord>,
+    /// The last schedule generation handed out. Unique per customer, so a restarted or
+    /// re-entered enrollment never reuses the schedule name of the one it replaces.
+    #[serde(default)]
+    pub last_generation: u32,
 }
 
 impl CustomerState {
     pub fn new(id: CustomerId, now: DateTime<Utc>) -> Self {
-        Self { profile: Profile::new(id, now), enrollments: Vec::new(), finished: BTreeMap::new(), recent_sends: Vec::new() }
+        Self { profile: Profile::new(id, now), enrollments: Vec::new(), finished: BTreeMap::new(), recent_sends: Vec::new(), last_generation: 0 }
     }
 }
 

@@ -563,7 +563,8 @@ impl<'f> Run<'f> {
     }
 
     fn schedule(&mut self, state: &mut CustomerState, mut enrollment: Enrollment, at: DateTime<Utc>) {
-        enrollment.generation += 1;
+        state.last_generation += 1;
+        enrollment.generation = state.last_generation;
         enrollment.due_at = Some(at);
         let due = DueStep {
             customer_id: state.profile.id.clone(),

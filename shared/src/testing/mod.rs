@@ -84,3 +84,4 @@ pub fn at(rfc3339: &str) -> DateTime<Utc> {
         Err(e) => panic!("bad test time {rfc3339:?}: {e}"),
     }
 }
+pub mod scenarios;
