@@ -3,12 +3,15 @@
 //! schedules, so the tests call the step handler themselves with the schedule's input.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aftercare_core::aws::{AwsAdapters, Settings};
 use aftercare_core::domain::CustomerId;
 use aftercare_core::engine::DueStep;
 use aftercare_core::flow::FlowSet;
+use aftercare_core::memory::ManualClock;
+use aftercare_core::testing::scenarios;
 use aftercare_core::ports::{EmailSent, Publisher, ScheduledStep, Scheduler, Store};
 use aftercare_core::service::api::ApiKeys;
 use aftercare_core::service::App;
@@ -45,6 +48,10 @@ struct TestApp {
 }
 
 async fn spawn_app(flows: FlowSet) -> TestApp {
+    spawn_app_with_clock(flows, None).await
+}
+
+async fn spawn_app_with_clock(flows: FlowSet, clock: Option<Arc<ManualClock>>) -> TestApp {
     let sdk = sdk().await;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let suffix = format!("{}-{n}", std::process::id());
@@ -63,7 +70,11 @@ async fn spawn_app(flows: FlowSet) -> TestApp {
     let ses = aws_sdk_sesv2::Client::new(&sdk);
     ses.create_email_identity().email_identity("example.com").send().await.expect("verify sender domain in moto");
     let adapters = AwsAdapters::new(&sdk, &settings);
-    let app = App::new(flows, adapters.ports()).expect("app starts");
+    let mut ports = adapters.ports();
+    if let Some(clock) = clock {
+        ports.clock = clock;
+    }
+    let app = App::new(flows, ports).expect("app starts");
     TestApp { app, adapters, settings, scheduler_client, keys: ApiKeys::from_hashes(&ApiKeys::hash(API_KEY)).unwrap() }
 }
 
@@ -110,7 +121,8 @@ async fn ingest_handler_sends_the_receipt_and_dedupes() {
     let (status, body) = post(&t, &fixture("ingest/order_placed.json")).await;
     assert_eq!((status, &body), (202, &serde_json::json!({"accepted": 1, "duplicates": 0})));
     let (calls, reads, writes) = t.adapters.store.usage.snapshot();
-    eprintln!("cost of one order_placed: DynamoDB {calls} calls, {reads} RCU, {writes} WCU; SES 1 SendEmail; EventBridge 1 PutEvents; Scheduler 0 calls");
+    let schedules = t.scheduler_client.list_schedules().group_name(&t.settings.schedule_group).send().await.unwrap().schedules().len();
+    eprintln!("cost of one order_placed: DynamoDB {calls} calls, {reads} RCU, {writes} WCU; SES 1 SendEmail; EventBridge 1 PutEvents; Scheduler {schedules} CreateSchedule");
     assert_eq!(calls, 3, "load, dedupe check, one transaction");
 
     let timeline = t.adapters.store.timeline(&customer("cust-1")).await.unwrap();
@@ -246,4 +258,78 @@ async fn scheduler_and_publisher_adapters_are_idempotent_and_accepted() {
         at: chrono::Utc::now(),
     };
     t.adapters.publisher.email_sent(&sent).await.expect("EventBridge accepts Email Sent");
+}
+
+/// An API Gateway v2 request carrying one event, as the storefront would POST it.
+fn api_request(event: &Value) -> String {
+    let mut request: Value = serde_json::from_str(&fixture("ingest/order_placed.json")).unwrap();
+    request["body"] = Value::String(event.to_string());
+    request.to_string()
+}
+
+/// moto never fires schedules: find the earliest one due by `until`, as Scheduler would.
+async fn next_due(t: &TestApp, until: chrono::DateTime<chrono::Utc>) -> Option<(String, chrono::DateTime<chrono::Utc>, DueStep)> {
+    let listed = t.scheduler_client.list_schedules().group_name(&t.settings.schedule_group).send().await.unwrap();
+    let mut due = Vec::new();
+    for summary in listed.schedules() {
+        let name = summary.name().unwrap().to_owned();
+        let schedule = t.scheduler_client.get_schedule().name(&name).group_name(&t.settings.schedule_group).send().await.unwrap();
+        let expression = schedule.schedule_expression().unwrap();
+        let at = chrono::NaiveDateTime::parse_from_str(expression.trim_start_matches("at(").trim_end_matches(')'), "%Y-%m-%dT%H:%M:%S").unwrap().and_utc();
+        let input: DueStep = serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
+        if at <= until {
+            due.push((name, at, input));
+        }
+    }
+    due.into_iter().min_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)))
+}
+
+async fn fire_due(t: &TestApp, clock: &ManualClock, until: chrono::DateTime<chrono::Utc>) {
+    while let Some((name, at, input)) = next_due(t, until).await {
+        clock.set(at);
+        step::handler::handle(&t.app, LambdaEvent::new(input, Context::default())).await.expect("step runs");
+        // What ActionAfterCompletion=DELETE does after a successful invocation.
+        t.scheduler_client.delete_schedule().name(&name).group_name(&t.settings.schedule_group).send().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn scenarios_give_the_same_sends_through_the_lambda_handlers_as_through_simulate() {
+    let mut failures = Vec::new();
+    for scenario in scenarios::all() {
+        let clock = Arc::new(ManualClock::new(aftercare_core::testing::at("2026-01-01T00:00:00Z")));
+        let t = spawn_app_with_clock(aftercare_core::testing::repo_flows(), Some(clock.clone())).await;
+        let mut events = scenario.events.clone();
+        events.sort_by_key(|e| aftercare_core::domain::Event::parse(e).unwrap().occurred_at_utc());
+        for event in &events {
+            let at = aftercare_core::domain::Event::parse(event).unwrap().occurred_at_utc();
+            fire_due(&t, &clock, at).await;
+            clock.set(at);
+            let (status, body) = post(&t, &api_request(event)).await;
+            assert_eq!(status, 202, "{}: {body}", scenario.name);
+        }
+        fire_due(&t, &clock, aftercare_core::testing::at(scenario.until)).await;
+        let mut actual: Vec<_> = t
+            .adapters
+            .store
+            .timeline(&customer("c1"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| matches!(e.kind, aftercare_core::domain::TimelineKind::Sent | aftercare_core::domain::TimelineKind::Skipped))
+            .map(|e| {
+                let status = match e.kind {
+                    aftercare_core::domain::TimelineKind::Sent => "sent".to_owned(),
+                    _ => format!("skipped:{}", e.reason.unwrap_or_default()),
+                };
+                (e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), e.flow.unwrap_or_default(), e.template.unwrap_or_default(), status)
+            })
+            .collect();
+        actual.sort();
+        let expected = scenarios::expected_lines(&scenario);
+        if actual != expected {
+            failures.push(format!("{}\n  expected: {expected:?}\n  actual:   {actual:?}", scenario.name));
+        }
+    }
+    assert!(failures.is_empty(), "{} scenario(s) differ on the AWS path:\n{}", failures.len(), failures.join("\n"));
 }
