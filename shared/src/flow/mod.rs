@@ -109,10 +109,13 @@ impl FlowSet {
                     for template in choices.iter().map(|c| &c.template) {
                         let default = templates.get(&store.default_locale);
                         if default.is_none_or(|t| !t.contains_key(template)) {
-                            errors.push(FlowError::new(
-                                &flow.file,
-                                format!("step {:?} sends template {template:?}, but templates/{}/{template}.mjml does not exist", step.id, store.default_locale),
-                            ));
+                            errors.push(FlowError {
+                                line: step.line,
+                                ..FlowError::new(
+                                    &flow.file,
+                                    format!("step {:?} sends template {template:?}, but templates/{}/{template}.mjml does not exist", step.id, store.default_locale),
+                                )
+                            });
                         }
                     }
                 }

@@ -146,6 +146,8 @@ pub enum StepKind {
 pub struct Step {
     pub id: String,
     pub kind: StepKind,
+    /// Where the step is in its file (for errors found later, e.g. a missing template).
+    pub line: Option<usize>,
 }
 
 impl Step {
@@ -361,9 +363,12 @@ fn is_identifier(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The first line (1-based) containing `needle`, to point errors at the right place.
+/// The first line (1-based) containing `needle` as a whole word, to point errors at the right place.
 pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    text.lines()
+        .position(|line| line.match_indices(needle).any(|(at, _)| !line[at + needle.len()..].starts_with(word)))
+        .map(|i| i + 1)
 }
 
 pub(crate) fn check_expression(source: &str) -> Result<(), String> {
@@ -417,7 +422,7 @@ impl Flow {
             }
             let id = step.id.clone();
             let kind = parse_step(step).map_err(|m| err(&needle, format!("{at}: {m}")))?;
-            steps.push(Step { id, kind });
+            steps.push(Step { id, kind, line: line_of(text, &needle) });
         }
         let exit_rule = |e: RawExit, goal: bool| ExitRule { event: e.event, same_order: e.same_order, same_sku: e.same_sku, goal };
         let mut exit_on: Vec<ExitRule> = raw.exit_on.into_iter().map(|e| exit_rule(e, false)).collect();

@@ -1,0 +1,102 @@
+//! The `aftercare` binary as users run it: exit codes, messages, output format.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn aftercare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aftercare")).args(args).current_dir(repo()).output().expect("aftercare runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("aftercare-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn validate_accepts_the_shipped_flows() {
+    let out = aftercare(&["validate", "--flows", "flows"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ok: 15 flows, 40 templates in 2 locales"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn validate_reports_every_broken_file_with_its_line() {
+    let dir = temp_dir("broken");
+    copy_dir(&repo().join("flows"), &dir);
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} lacks {from:?}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    };
+    edit("thank_you.yaml", "order.id == customer.first_order_id", "order.id ==");
+    edit("cross_sell.yaml", "send: cross_sell", "send: cross_sel");
+    edit("birthday.yaml", "goto: on_birthday", "goto: on_birthdy");
+    edit("catalog.yaml", "related_skus: [DRIPBAG-10]", "related_skus: [DRIPBAG-11]");
+    let out = aftercare(&["validate", "--flows", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let errors = text(&out.stderr);
+    for expected in ["thank_you.yaml:12: steps[1] (thank): send thank_you_first: when", "cross_sell.yaml:12: step \"offer\"", "templates/ja/cross_sel.mjml does not exist", "birthday.yaml:10:", "\"on_birthdy\"", "catalog.yaml:", "DRIPBAG-11", "4 problem(s)"] {
+        assert!(errors.contains(expected), "missing {expected:?} in:\n{errors}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn simulate_prints_the_documented_line_format() {
+    let out = aftercare(&["simulate", "--events", "events/simulate-order.jsonl"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let first = stdout.lines().next().expect("at least one send");
+    assert_eq!(
+        first,
+        r#"{"at":"2026-11-20T01:15:00Z","customer_id":"cust-1","flow":"order_confirmation","template":"order_confirmation","locale":"ja","category":"transactional","to":"hanako@example.jp","subject":"ご注文ありがとうございます（注文番号 #1001）","status":"sent"}"#
+    );
+    let times: Vec<String> = stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["at"].as_str().unwrap().to_owned()).collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "lines come in time order");
+    assert!(!stdout.contains("\"skipped\""), "skips only with --show-skipped");
+    let with_skips = text(&aftercare(&["simulate", "--events", "events/simulate-order.jsonl", "--show-skipped"]).stdout);
+    assert!(with_skips.contains(r#""status":"skipped","reason":"no_consent""#), "{with_skips}");
+}
+
+#[test]
+fn simulate_stops_with_exit_code_2_naming_the_line_and_field() {
+    let dir = temp_dir("bad-line");
+    let file = dir.join("events.jsonl");
+    let good = std::fs::read_to_string(repo().join("events/simulate-order.jsonl")).unwrap();
+    let first = good.lines().next().unwrap();
+    std::fs::write(&file, format!("{first}\n\n{}\n", first.replace("evt-1001", "evt-9").replace("hanako@example.jp", "hanako-at-example"))).unwrap();
+    let out = aftercare(&["simulate", "--events", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("line 3: customer.email"), "{}", text(&out.stderr));
+    std::fs::write(&file, "{not json\n").unwrap();
+    let out = aftercare(&["simulate", "--events", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("line 1: $: not valid JSON"), "{}", text(&out.stderr));
+    std::fs::remove_dir_all(dir).ok();
+}
