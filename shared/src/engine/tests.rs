@@ -296,3 +296,54 @@ mod properties {
         }
     }
 }
+
+fn flows_with(extra_flow: &str) -> FlowSet {
+    let dir = crate::testing::flows_dir();
+    FlowSet::from_files(vec![
+        ("store.yaml".to_owned(), std::fs::read_to_string(dir.join("store.yaml")).unwrap()),
+        ("extra.yaml".to_owned(), extra_flow.to_owned()),
+        ("templates/ja/a.mjml".to_owned(), "---\nsubject: a\n---\n<mjml></mjml>".to_owned()),
+        ("templates/ja/b.mjml".to_owned(), "---\nsubject: b\n---\n<mjml></mjml>".to_owned()),
+    ])
+    .unwrap()
+}
+
+const WAIT_FOR_CLICK: &str = "id: nudge\ncategory: marketing\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: click, wait_for: {event: email_clicked, timeout: 2d, matched: thanks, timed_out: reminder}}\n  - {id: reminder, send: a}\n  - {id: done, exit: reminded}\n  - {id: thanks, send: b}\n";
+
+#[test]
+fn wait_for_goes_on_at_matched_or_timed_out() {
+    let flows = flows_with(WAIT_FOR_CLICK);
+    let order = consenting_order("e1", "A1", "2026-11-20T10:00:00+09:00");
+    let first = decide(&flows, None, Input::Event(&order), at("2026-11-20T01:00:00Z"));
+    let enrollment = first.state.enrollments[0].clone();
+    assert_eq!(enrollment.due_at, Some(at("2026-11-22T01:00:00Z")), "the timeout counts from entering the wait");
+
+    let click = event(json!({"id": "k1", "type": "email_clicked", "occurred_at": "2026-11-21T12:00:00+09:00", "customer": {"id": "c1"}}));
+    let matched = decide(&flows, Some(first.state.clone()), Input::Event(&click), at("2026-11-21T03:00:00Z"));
+    assert_eq!(matched.sends().map(|s| s.template.as_str()).collect::<Vec<_>>(), vec!["b"]);
+    assert!(matched.effects.iter().any(|e| matches!(e, Effect::Unschedule { .. })), "the timeout is cancelled");
+
+    let due = DueStep { customer_id: first.state.profile.id.clone(), enrollment_id: enrollment.id, step_id: enrollment.step_id, generation: enrollment.generation };
+    let timed_out = decide(&flows, Some(first.state), Input::Due(&due), at("2026-11-22T01:00:00Z"));
+    assert_eq!(timed_out.sends().map(|s| s.template.as_str()).collect::<Vec<_>>(), vec!["a"]);
+    assert!(timed_out.timeline.iter().any(|e| e.reason.as_deref() == Some("reminded")), "exit reason recorded");
+}
+
+#[test]
+fn a_split_is_deterministic_per_customer_and_roughly_weighted() {
+    let flows = flows_with("id: ab\ncategory: marketing\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: test, split: [{variant: short, weight: 80, goto: send_a}, {variant: long, weight: 20, goto: send_b}]}\n  - {id: send_a, send: a}\n  - {id: stop, exit: done}\n  - {id: send_b, send: b}\n");
+    let mut counts = std::collections::BTreeMap::new();
+    for n in 0..500 {
+        let mut v = order_placed(&format!("e{n}"), &format!("c{n}"), "A1", "2026-11-20T12:00:00+09:00");
+        v["customer"]["marketing_consent"] = json!(true);
+        let decision = decide(&flows, None, Input::Event(&event(v.clone())), at("2026-11-20T03:00:00Z"));
+        let send = decision.sends().next().expect("one send").clone();
+        assert_eq!(send.enrollment.variant.as_deref(), Some(if send.template == "a" { "short" } else { "long" }));
+        // The same customer always lands in the same variant.
+        let again = decide(&flows, None, Input::Event(&event(v)), at("2026-11-20T03:00:00Z"));
+        assert_eq!(again.sends().next().unwrap().template, send.template);
+        *counts.entry(send.template).or_insert(0) += 1;
+    }
+    let a = counts.get("a").copied().unwrap_or(0);
+    assert!((350..=450).contains(&a), "about 80% in variant a: {counts:?}");
+}
