@@ -10,6 +10,7 @@ use aftercare_core::flow::FlowSet;
 use aftercare_core::local::{LocalDb, LogPublisher, OutboxMailer, SqliteScheduler, SqliteStore};
 use aftercare_core::ports::{Scheduler, SystemClock};
 use aftercare_core::service::api::{self, ApiKeys, ApiRequest};
+use aftercare_core::service::unsubscribe::UnsubscribeLinks;
 use aftercare_core::service::{App, Ports};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -61,6 +62,19 @@ fn generated_key() -> anyhow::Result<String> {
     Ok(format!("ac_dev_{}", hex::encode(bytes)))
 }
 
+/// The key that signs unsubscribe links, kept in the data folder so links outlive a restart.
+fn unsubscribe_secret(data: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    let path = data.join("unsubscribe.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return hex::decode(text.trim()).with_context(|| format!("{} is not hex; delete it to make a new key", path.display()));
+    }
+    let mut secret = vec![0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness for the unsubscribe key: {e}"))?;
+    std::fs::write(&path, hex::encode(&secret)).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(secret)
+}
+
 async fn serve(args: DevArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     let flows = FlowSet::load_dir(&args.flows).map_err(|errors| {
@@ -82,7 +96,8 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         Some(key) => (key, false),
         None => (generated_key()?, true),
     };
-    let server = Arc::new(Server { app: App::new(flows, ports)?, keys: ApiKeys::from_plain_key(&key) });
+    let links = UnsubscribeLinks::new(&unsubscribe_secret(&args.data)?, &format!("http://127.0.0.1:{}", args.port)).map_err(anyhow::Error::msg)?;
+    let server = Arc::new(Server { app: App::new(flows, ports)?.with_links(links), keys: ApiKeys::from_plain_key(&key) });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await.with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     println!("aftercare dev: http://127.0.0.1:{}/v1/events", args.port);
     if generated {
@@ -95,7 +110,7 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn handle(State(server): State<Arc<Server>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn handle(State(server): State<Arc<Server>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> axum::response::Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let response = api::handle(
         &server.app,
@@ -103,7 +118,11 @@ async fn handle(State(server): State<Arc<Server>>, method: Method, uri: Uri, hea
         ApiRequest { method: method.as_str(), path: uri.path(), authorization: header("authorization"), content_type: header("content-type"), body: &body },
     )
     .await;
-    (StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(response.body))
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match response.html {
+        Some(html) => (status, axum::response::Html(html)).into_response(),
+        None => (status, axum::Json(response.body)).into_response(),
+    }
 }
 
 /// The local stand-in for EventBridge Scheduler: fire what is due, once a second.

@@ -63,6 +63,8 @@ async fn spawn_app_with_clock(flows: FlowSet, clock: Option<Arc<ManualClock>>) -
         dead_letter_queue_arn: "arn:aws:sqs:ap-northeast-1:123456789012:aftercare-dlq".into(),
         configuration_set: None,
         event_bus_name: "default".into(),
+        unsubscribe_secret: vec![9u8; 32],
+        public_base_url: "https://api.example.com".into(),
     };
     create_table(&aws_sdk_dynamodb::Client::new(&sdk), &settings.table_name).await;
     let scheduler_client = aws_sdk_scheduler::Client::new(&sdk);

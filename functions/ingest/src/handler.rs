@@ -18,5 +18,9 @@ pub async fn handle(app: &App, keys: &ApiKeys, request: Request) -> Result<Respo
         ApiRequest { method: request.method().as_str(), path: request.uri().path(), authorization: header("authorization"), content_type: header("content-type"), body },
     )
     .await;
-    Ok(Response::builder().status(response.status).header(CONTENT_TYPE, "application/json").body(Body::Text(response.body.to_string()))?)
+    let (content_type, body) = match response.html {
+        Some(html) => ("text/html; charset=utf-8", html),
+        None => ("application/json", response.body.to_string()),
+    };
+    Ok(Response::builder().status(response.status).header(CONTENT_TYPE, content_type).body(Body::Text(body))?)
 }

@@ -27,6 +27,10 @@ pub struct Settings {
     pub dead_letter_queue_arn: String,
     pub configuration_set: Option<String>,
     pub event_bus_name: String,
+    /// Hex secret that signs unsubscribe links (32 bytes or more).
+    pub unsubscribe_secret: Vec<u8>,
+    /// Where `/u/<token>` is served: the HTTP API's URL.
+    pub public_base_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +54,9 @@ impl Settings {
             dead_letter_queue_arn: required("DLQ_ARN")?,
             configuration_set: std::env::var("SES_CONFIGURATION_SET").ok().filter(|s| !s.is_empty()),
             event_bus_name: std::env::var("EVENT_BUS_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into()),
+            unsubscribe_secret: hex::decode(required("UNSUBSCRIBE_SECRET")?.trim())
+                .map_err(|_| ConfigError("UNSUBSCRIBE_SECRET must be hex (e.g. from `openssl rand -hex 32`)".into()))?,
+            public_base_url: required("PUBLIC_BASE_URL")?,
         })
     }
 }
@@ -86,8 +93,10 @@ impl AwsAdapters {
 /// Everything a Lambda needs: settings from the environment, the SDK, the flows compiled in.
 pub async fn app_from_env(flows: FlowSet) -> anyhow::Result<App> {
     let settings = Settings::from_env()?;
+    let links = crate::service::unsubscribe::UnsubscribeLinks::new(&settings.unsubscribe_secret, &settings.public_base_url)
+        .map_err(|e| ConfigError(format!("UNSUBSCRIBE_SECRET: {e}")))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    App::new(flows, AwsAdapters::new(&sdk, &settings).ports())
+    Ok(App::new(flows, AwsAdapters::new(&sdk, &settings).ports())?.with_links(links))
 }
 
 /// Throttling and 5xx are worth retrying; a request the service refused is not.

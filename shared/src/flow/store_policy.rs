@@ -20,6 +20,9 @@ pub struct StorePolicy {
     pub base_url: String,
     pub support_email: Option<String>,
     pub postal_address: Option<String>,
+    pub logo_url: Option<String>,
+    /// Buttons and accents, as a CSS colour.
+    pub brand_color: String,
     pub quiet_hours: Option<QuietHours>,
     pub smart_sending_hours: u32,
     pub vip_thresholds: BTreeMap<String, Decimal>,
@@ -56,6 +59,10 @@ struct RawStore {
     #[serde(default)]
     postal_address: Option<String>,
     #[serde(default)]
+    logo_url: Option<String>,
+    #[serde(default = "default_brand_color")]
+    brand_color: String,
+    #[serde(default)]
     quiet_hours: Option<RawQuietHours>,
     #[serde(default = "default_smart_sending")]
     smart_sending_hours: u32,
@@ -85,6 +92,9 @@ fn default_locale() -> String {
 fn default_timezone() -> String {
     "Asia/Tokyo".into()
 }
+fn default_brand_color() -> String {
+    "#6b4f3f".into()
+}
 fn default_smart_sending() -> u32 {
     16
 }
@@ -97,6 +107,9 @@ impl StorePolicy {
         let timezone = TimeZone::parse(&raw.timezone).map_err(|e| err(format!("timezone: {e}")))?;
         let address = EmailAddress::parse(&raw.sender.address).map_err(|e| err(format!("sender.address: {e}")))?;
         let reply_to = raw.sender.reply_to.as_deref().map(EmailAddress::parse).transpose().map_err(|e| err(format!("sender.reply_to: {e}")))?;
+        if !raw.brand_color.chars().all(|c| c.is_ascii_alphanumeric() || c == '#') {
+            return Err(err(format!("brand_color: {:?} is not a CSS colour like #6b4f3f", raw.brand_color)));
+        }
         let time = |field: &str, s: &str| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| err(format!("{field}: {s:?} is not a time of day (HH:MM)")));
         let quiet_hours = raw
             .quiet_hours
@@ -118,6 +131,8 @@ impl StorePolicy {
             base_url: raw.base_url.trim_end_matches('/').to_owned(),
             support_email: raw.support_email,
             postal_address: raw.postal_address,
+            logo_url: raw.logo_url,
+            brand_color: raw.brand_color,
             quiet_hours,
             smart_sending_hours: raw.smart_sending_hours,
             vip_thresholds,

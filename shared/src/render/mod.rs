@@ -2,6 +2,7 @@
 //! html2text derives the text part. The subject and preheader come from the template's front matter.
 
 mod filters;
+pub mod sample;
 
 pub use filters::format_money;
 
@@ -82,6 +83,26 @@ impl Renderer {
                 minijinja::AutoEscape::None
             }
         });
+        // Escape what HTML needs (& < > " '), but leave `/` alone so links stay readable.
+        env.set_formatter(|out, state, value| {
+            if state.auto_escape() == minijinja::AutoEscape::Html && value.as_str().is_some() && !value.is_safe() {
+                let text = value.as_str().unwrap_or_default();
+                let mut escaped = String::with_capacity(text.len());
+                for c in text.chars() {
+                    match c {
+                        '&' => escaped.push_str("&amp;"),
+                        '<' => escaped.push_str("&lt;"),
+                        '>' => escaped.push_str("&gt;"),
+                        '"' => escaped.push_str("&quot;"),
+                        '\'' => escaped.push_str("&#x27;"),
+                        c => escaped.push(c),
+                    }
+                }
+                out.write_str(&escaped).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
         filters::register(&mut env);
         let mut available: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (locale, templates) in &flows.templates {
@@ -114,6 +135,7 @@ impl Renderer {
             store: json!({
                 "name": store.name, "base_url": store.base_url, "support_email": store.support_email,
                 "postal_address": store.postal_address, "sender_name": store.sender.name,
+                "logo_url": store.logo_url, "brand_color": store.brand_color,
             }),
         })
     }
@@ -127,10 +149,12 @@ impl Renderer {
         }
     }
 
-    pub fn render(&self, send: &SendIntent) -> Result<RenderedEmail, RenderError> {
+    /// `unsubscribe_url` is given for marketing email: the footer's opt-out link.
+    pub fn render(&self, send: &SendIntent, unsubscribe_url: Option<&str>) -> Result<RenderedEmail, RenderError> {
         let locale = self.choose_locale(&send.template, &send.profile);
         let err = |message: String| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message };
-        let context = self.context(send, &locale);
+        let mut context = self.context(send, &locale);
+        context["unsubscribe_url"] = json!(unsubscribe_url);
         let render = |suffix: &str| -> Result<String, RenderError> {
             let name = format!("{locale}/{}.{suffix}", send.template);
             let template = self.env.get_template(&name).map_err(|_| RenderError::Unknown(send.template.clone()))?;
@@ -140,10 +164,21 @@ impl Renderer {
         let one_line = |s: String| s.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
         let subject = one_line(render("subject")?);
         let preheader = one_line(render("preheader")?);
+        context["preheader"] = json!(preheader);
+        let render = |suffix: &str| -> Result<String, RenderError> {
+            let name = format!("{locale}/{}.{suffix}", send.template);
+            let template = self.env.get_template(&name).map_err(|_| RenderError::Unknown(send.template.clone()))?;
+            template.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
+        };
         let mjml = render("mjml")?;
         let parsed = mrml::parse(&mjml).map_err(|e| err(format!("MJML: {e}")))?;
         let html = parsed.element.render(&mrml::prelude::render::RenderOptions::default()).map_err(|e| err(format!("MJML: {e}")))?;
         let text = text_part(&html).map_err(|e| err(format!("text part: {e}")))?;
+        // The preheader is a hidden div in the HTML; it has no place in the text part.
+        let text = match text.strip_prefix(preheader.as_str()) {
+            Some(rest) if !preheader.is_empty() => rest.trim_start().to_owned(),
+            _ => text,
+        };
         Ok(RenderedEmail { locale, subject, preheader, html, text })
     }
 

@@ -15,7 +15,7 @@ fn render(value: serde_json::Value, locale: Option<&str>) -> super::RenderedEmai
     let event = Event::parse(&value).unwrap();
     let decision = decide(&flows, Some(state), Input::Event(&event), at("2026-11-20T01:00:00Z"));
     let send = decision.sends().next().expect("one send").clone();
-    renderer.render(&send).unwrap()
+    renderer.render(&send, None).unwrap()
 }
 
 #[test]
@@ -70,5 +70,45 @@ fn text_part_is_plain_readable_text() {
     println!("{}", email.text);
     assert!(!email.text.contains('─') && !email.text.contains('│'), "no table borders: {}", email.text);
     assert!(!email.text.contains("\n\n\n"), "no runs of blank lines");
-    assert!(email.text.starts_with("Aftercare Coffee Roasters"), "{}", email.text);
+    assert!(email.text.starts_with("[Aftercare Coffee Roasters]"), "logo alt text first, no preheader: {}", email.text);
+    assert!(email.html.contains("ご注文内容と合計 ¥12,800 をご確認ください。"), "the preheader is in the HTML");
+}
+
+/// Every template in every locale, rendered with the sample data; the text part is compared
+/// with `snapshots/<locale>/<template>.txt` (UPDATE_SNAPSHOTS=1 rewrites them).
+#[test]
+fn every_template_renders_in_every_locale_and_matches_its_snapshot() {
+    let flows = repo_flows();
+    let renderer = Renderer::new(&flows).unwrap();
+    let now = at("2026-11-20T01:15:00Z");
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/render/snapshots");
+    let update = std::env::var("UPDATE_SNAPSHOTS").is_ok();
+    let mut problems = Vec::new();
+    let names = super::sample::template_names(&flows);
+    assert_eq!(names.len(), 20, "{names:?}");
+    for locale in ["ja", "en"] {
+        for name in &names {
+            let send = super::sample::sample_send(&flows, name, locale, now).unwrap_or_else(|| panic!("no flow sends {name}"));
+            let unsubscribe = super::sample::is_marketing(&flows, name).then_some("https://api.example.com/u/TOKEN");
+            let email = renderer.render(&send, unsubscribe).unwrap_or_else(|e| panic!("{locale}/{name}: {e}"));
+            assert_eq!(email.locale, locale, "{name}");
+            assert!(!email.subject.is_empty() && !email.subject.contains("{{"), "{locale}/{name}: subject {:?}", email.subject);
+            assert!(!email.html.contains("{{") && !email.text.contains("{{"), "{locale}/{name}: unrendered variable");
+            if unsubscribe.is_some() {
+                assert!(email.html.contains("https://api.example.com/u/TOKEN"), "{locale}/{name}: marketing needs the opt-out link");
+            }
+            let path = dir.join(locale).join(format!("{name}.txt"));
+            if update {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &email.text).unwrap();
+            } else {
+                match std::fs::read_to_string(&path) {
+                    Ok(expected) if expected == email.text => {}
+                    Ok(expected) => problems.push(format!("{locale}/{name}: text part changed\n--- snapshot\n{expected}\n--- now\n{}", email.text)),
+                    Err(_) => problems.push(format!("{locale}/{name}: no snapshot at {} (run with UPDATE_SNAPSHOTS=1)", path.display())),
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

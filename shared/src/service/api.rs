@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{App, ServiceError};
+use super::{preferences, App, ServiceError};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -21,6 +21,8 @@ pub struct ApiRequest<'a> {
 pub struct ApiResponse {
     pub status: u16,
     pub body: Value,
+    /// A page for people (the preference page): served as text/html instead of `body`.
+    pub html: Option<String>,
 }
 
 impl ApiResponse {
@@ -32,7 +34,11 @@ impl ApiResponse {
         if let Some(index) = index {
             error["index"] = json!(index);
         }
-        ApiResponse { status, body: json!({ "error": error }) }
+        ApiResponse { status, body: json!({ "error": error }), html: None }
+    }
+
+    fn page(status: u16, html: String) -> Self {
+        ApiResponse { status, body: Value::Null, html: Some(html) }
     }
 }
 
@@ -83,6 +89,9 @@ impl ApiKeys {
 
 pub async fn handle(app: &App, keys: &ApiKeys, request: ApiRequest<'_>) -> ApiResponse {
     let path = request.path.trim_end_matches('/');
+    if let Some(token) = path.strip_prefix("/u/") {
+        return preference_link(app, token, request).await;
+    }
     if path != "/v1/events" {
         return ApiResponse::error(404, "not_found", format!("no route for {} {}", request.method, request.path), None, None);
     }
@@ -122,7 +131,7 @@ pub async fn handle(app: &App, keys: &ApiKeys, request: ApiRequest<'_>) -> ApiRe
         _ => return ApiResponse::error(400, "invalid_type", "body must be an event object or {\"events\": [...]}", Some("$"), None),
     };
     match app.ingest_json(&events).await {
-        Ok(report) => ApiResponse { status: 202, body: json!({"accepted": report.accepted, "duplicates": report.duplicates}) },
+        Ok(report) => ApiResponse { status: 202, body: json!({"accepted": report.accepted, "duplicates": report.duplicates}), html: None },
         Err(ServiceError::Invalid { index, error }) => ApiResponse::error(400, error.code, error.message, Some(&error.field), index),
         Err(ServiceError::Retryable(message)) => {
             tracing::warn!(%message, "ingest failed, client should retry");
@@ -131,6 +140,37 @@ pub async fn handle(app: &App, keys: &ApiKeys, request: ApiRequest<'_>) -> ApiRe
         Err(ServiceError::Fatal(message)) => {
             tracing::error!(%message, "ingest failed");
             ApiResponse::error(500, "internal", "internal error", None, None)
+        }
+    }
+}
+
+/// `/u/<token>`: no API key (the signed token is the credential). A POST is RFC 8058's
+/// one-click unsubscribe or the page's form; a GET shows the page and changes nothing.
+async fn preference_link(app: &App, token: &str, request: ApiRequest<'_>) -> ApiResponse {
+    let customer = match app.links.verify(token) {
+        Ok(customer) => customer,
+        Err(e) => return ApiResponse::error(404, "invalid_link", e.to_string(), Some("token"), None),
+    };
+    let done = match request.method {
+        "GET" | "HEAD" => None,
+        "POST" => {
+            if request.body.len() > 4096 {
+                return ApiResponse::error(413, "payload_too_large", "a preference form is at most 4 KiB", None, None);
+            }
+            let choice = preferences::Choice::from_form(request.body);
+            if let Err(e) = preferences::apply(app, &customer, choice).await {
+                tracing::warn!(error = %e, "preference change failed");
+                return ApiResponse::error(503, "unavailable", "temporary failure; please try again", None, None);
+            }
+            Some(choice)
+        }
+        other => return ApiResponse::error(405, "method_not_allowed", format!("{other} is not allowed here; use GET or POST"), None, None),
+    };
+    match preferences::page(app, &customer, done).await {
+        Ok(html) => ApiResponse::page(200, html),
+        Err(e) => {
+            tracing::warn!(error = %e, "preference page failed");
+            ApiResponse::error(503, "unavailable", "temporary failure; please try again", None, None)
         }
     }
 }

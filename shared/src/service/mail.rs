@@ -39,7 +39,15 @@ pub fn mailbox(name: &str, address: &str) -> String {
     }
 }
 
-pub(crate) fn outgoing(store: &StorePolicy, send: &SendIntent, rendered: &RenderedEmail) -> OutgoingEmail {
+/// RFC 8058 one-click unsubscribe headers (what Gmail and Yahoo require of bulk senders).
+pub fn unsubscribe_headers(url: &str, mailto: &str) -> Vec<(String, String)> {
+    vec![
+        ("List-Unsubscribe".to_owned(), format!("<{url}>, <mailto:{mailto}?subject=unsubscribe>")),
+        ("List-Unsubscribe-Post".to_owned(), "List-Unsubscribe=One-Click".to_owned()),
+    ]
+}
+
+pub(crate) fn outgoing(store: &StorePolicy, send: &SendIntent, rendered: &RenderedEmail, unsubscribe_url: Option<&str>) -> OutgoingEmail {
     let customer_id = send.profile.id.as_str();
     let mut tags = vec![
         ("flow".to_owned(), send.flow.clone()),
@@ -53,6 +61,10 @@ pub(crate) fn outgoing(store: &StorePolicy, send: &SendIntent, rendered: &Render
     }
     tags.extend(customer_tag(customer_id));
     let mut headers = Vec::new();
+    if let Some(url) = unsubscribe_url {
+        let mailto = store.sender.reply_to.as_ref().unwrap_or(&store.sender.address);
+        headers.extend(unsubscribe_headers(url, mailto.as_str()));
+    }
     if customer_id.is_ascii() && !customer_id.chars().any(char::is_control) {
         headers.push((CUSTOMER_HEADER.to_owned(), customer_id.to_owned()));
     }

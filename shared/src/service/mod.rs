@@ -4,6 +4,8 @@
 pub mod api;
 pub mod feedback;
 pub mod mail;
+pub mod preferences;
+pub mod unsubscribe;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,12 +96,20 @@ pub struct App {
     pub flows: Arc<FlowSet>,
     renderer: Renderer,
     pub ports: Ports,
+    pub links: unsubscribe::UnsubscribeLinks,
 }
 
 impl App {
+    /// With links signed by a throwaway key (simulator, tests); deployments call `with_links`.
     pub fn new(flows: FlowSet, ports: Ports) -> anyhow::Result<App> {
         let renderer = Renderer::new(&flows)?;
-        Ok(App { flows: Arc::new(flows), renderer, ports })
+        let links = unsubscribe::UnsubscribeLinks::ephemeral(&flows.store.base_url);
+        Ok(App { flows: Arc::new(flows), renderer, ports, links })
+    }
+
+    pub fn with_links(mut self, links: unsubscribe::UnsubscribeLinks) -> App {
+        self.links = links;
+        self
     }
 
     pub fn renderer(&self) -> &Renderer {
@@ -305,8 +315,9 @@ impl App {
 
     /// Renders and sends one email, then tells integrators.
     async fn deliver(&self, send: &SendIntent) -> Result<(String, SendReport), DeliverError> {
-        let rendered = self.renderer.render(send).map_err(|e| DeliverError::Render(e.to_string()))?;
-        let email = mail::outgoing(&self.flows.store, send, &rendered);
+        let unsubscribe_url = (send.category == Category::Marketing).then(|| self.links.url(&send.profile.id));
+        let rendered = self.renderer.render(send, unsubscribe_url.as_deref()).map_err(|e| DeliverError::Render(e.to_string()))?;
+        let email = mail::outgoing(&self.flows.store, send, &rendered, unsubscribe_url.as_deref());
         let message_id = self.ports.mailer.send(&email).await.map_err(DeliverError::Port)?;
         let at = self.ports.clock.now();
         let sent = EmailSent {

@@ -148,3 +148,72 @@ async fn http_api_status_codes() {
     let missing = handle(&m.app, &keys, ApiRequest { method: "GET", path: "/v1/nothing", authorization: None, content_type: None, body: b"" }).await;
     assert_eq!(missing.status, 404);
 }
+
+#[tokio::test]
+async fn marketing_carries_one_click_unsubscribe_and_receipts_do_not() {
+    let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
+    let mut order = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
+    order["customer"]["marketing_consent"] = json!(true);
+    m.app.ingest_json(&[order]).await.unwrap();
+    m.clock.set(at("2026-11-20T02:15:00Z"));
+    let due = m.scheduler.take_next_due(at("2026-11-20T02:15:00Z")).expect("thank-you scheduled");
+    m.app.run_step(&due.due, &mut Vec::new()).await.unwrap();
+    let sent = m.mailer.sent();
+    let header = |i: usize, name: &str| sent[i].1.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(sent[0].1.subject, "ご注文ありがとうございます（注文番号 #A1）");
+    assert_eq!(header(0, "List-Unsubscribe"), None, "receipts carry no unsubscribe header");
+    assert!(sent[1].1.tags.contains(&("flow".into(), "thank_you".into())));
+    let list = header(1, "List-Unsubscribe").expect("marketing carries List-Unsubscribe");
+    let url = list.split(['<', '>']).nth(1).unwrap().to_owned();
+    assert!(url.starts_with("https://shop.example.com/u/"), "{list}");
+    assert!(list.contains("<mailto:support@example.com?subject=unsubscribe>"), "{list}");
+    assert_eq!(header(1, "List-Unsubscribe-Post").as_deref(), Some("List-Unsubscribe=One-Click"));
+    assert!(sent[1].1.html.contains(&url), "the footer links the same page");
+
+    // The one-click POST a mailbox provider makes unsubscribes at once.
+    let keys = ApiKeys::from_plain_key("unused");
+    let path = url.trim_start_matches("https://shop.example.com");
+    let post = |body: &'static [u8]| ApiRequest { method: "POST", path, authorization: None, content_type: Some("application/x-www-form-urlencoded"), body };
+    let response = handle(&m.app, &keys, post(b"List-Unsubscribe=One-Click")).await;
+    assert_eq!(response.status, 200);
+    let profile = m.store.load(&customer("c1")).await.unwrap().unwrap().value.profile;
+    assert!(profile.unsubscribed);
+    assert!(response.html.unwrap().contains("配信を停止しました"));
+}
+
+#[tokio::test]
+async fn the_preference_page_unsubscribes_and_resubscribes_without_javascript() {
+    let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
+    let mut order = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
+    order["customer"]["marketing_consent"] = json!(true);
+    order["customer"]["locale"] = json!("en-US");
+    m.app.ingest_json(&[order]).await.unwrap();
+    let keys = ApiKeys::from_plain_key("unused");
+    let path = format!("/u/{}", m.app.links.token(&customer("c1")));
+    let request = |method: &'static str, body: &'static [u8]| ApiRequest { method, path: &path, authorization: None, content_type: None, body };
+
+    let page = handle(&m.app, &keys, request("GET", b"")).await;
+    assert_eq!(page.status, 200);
+    let html = page.html.unwrap();
+    assert!(html.contains("<html lang=\"en\">") && html.contains("You receive our news"), "{html}");
+    assert!(html.contains("<form method=\"post\">") && !html.contains("<script"), "works without JavaScript");
+    assert!(html.contains("c***@example.jp") && !html.contains("c1@example.jp"), "the address is masked");
+    assert!(!m.store.load(&customer("c1")).await.unwrap().unwrap().value.profile.unsubscribed, "a GET changes nothing");
+
+    let out = handle(&m.app, &keys, request("POST", b"action=unsubscribe")).await.html.unwrap();
+    assert!(out.contains("You have been unsubscribed") && out.contains("Subscribe again"), "{out}");
+    assert!(m.store.load(&customer("c1")).await.unwrap().unwrap().value.profile.unsubscribed);
+    let out = handle(&m.app, &keys, request("POST", b"action=resubscribe")).await.html.unwrap();
+    assert!(out.contains("You are subscribed again"), "{out}");
+    let profile = m.store.load(&customer("c1")).await.unwrap().unwrap().value.profile;
+    assert!(!profile.unsubscribed && profile.marketing_consent);
+    let timeline = m.store.timeline(&customer("c1")).await.unwrap();
+    assert!(timeline.iter().any(|e| e.event_type.as_deref() == Some("unsubscribed")), "the change is on the timeline");
+
+    // A token edited to name another customer, or junk, is refused and changes nothing.
+    let other = m.app.links.token(&customer("c2"));
+    let forged = format!("/u/{}.{}", other.split('.').next().unwrap(), path.trim_start_matches("/u/").split('.').nth(1).unwrap());
+    let refused = handle(&m.app, &keys, ApiRequest { method: "POST", path: &forged, authorization: None, content_type: None, body: b"" }).await;
+    assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (404, Some("invalid_link")));
+    assert_eq!(handle(&m.app, &keys, ApiRequest { method: "GET", path: "/u/garbage", authorization: None, content_type: None, body: b"" }).await.status, 404);
+}
