@@ -1,7 +1,8 @@
 //! `aftercare`: run the whole engine locally (`dev`), replay events through it with a
-//! virtual clock (`simulate`), and check a flows folder (`validate`).
+//! virtual clock (`simulate`), check a flows folder (`validate`), and see every email (`preview`).
 
 mod dev;
+mod preview;
 mod simulate;
 mod validate;
 
@@ -23,6 +24,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Replay a JSON-lines event file with a virtual clock and print every send.
     Simulate(simulate::SimulateArgs),
+    /// Render every template in every locale with sample data into an HTML gallery.
+    Preview(preview::PreviewArgs),
     /// Check every flow and template in a flows folder.
     Validate {
         /// The flows folder.
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Dev(args) => dev::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Preview(args) => preview::run(args),
         Command::Validate { flows } => validate::run(&flows),
     }
 }

@@ -100,3 +100,26 @@ fn simulate_stops_with_exit_code_2_naming_the_line_and_field() {
     assert!(text(&out.stderr).contains("line 1: $: not valid JSON"), "{}", text(&out.stderr));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn preview_writes_a_gallery_of_every_template_and_locale() {
+    let dir = temp_dir("preview");
+    let out = aftercare(&["preview", "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(index.contains("40 emails"), "20 templates × ja, en");
+    for (locale, name) in [("ja", "order_confirmation"), ("en", "cross_sell"), ("ja", "birthday")] {
+        assert!(index.contains(&format!("id=\"{locale}-{name}\"")), "{locale}/{name}");
+        let html = std::fs::read_to_string(dir.join(locale).join(format!("{name}.html"))).unwrap();
+        assert!(html.contains("<!doctype html>") || html.contains("<!DOCTYPE html>"));
+    }
+    assert!(index.contains("Mobile 375px") && index.contains("Text part"));
+    let one = temp_dir("preview-one");
+    let out = aftercare(&["preview", "--template", "win_back", "--locale", "en", "--out", one.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(std::fs::read_to_string(one.join("index.html")).unwrap().contains("1 emails"));
+    let bad = aftercare(&["preview", "--template", "nope", "--out", one.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    std::fs::remove_dir_all(dir).ok();
+    std::fs::remove_dir_all(one).ok();
+}
