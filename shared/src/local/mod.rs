@@ -209,6 +209,7 @@ impl OutboxMailer {
 #[async_trait]
 impl Mailer for OutboxMailer {
     async fn send(&self, email: &OutgoingEmail) -> Result<String, PortError> {
+        use mail_builder::headers::raw::Raw;
         use mail_builder::headers::text::Text;
         let now = Utc::now();
         let tag = |name: &str| email.tags.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str()).to_owned();
@@ -223,8 +224,9 @@ impl Mailer for OutboxMailer {
         if let Some(reply_to) = &email.reply_to {
             message = message.reply_to(reply_to.as_str());
         }
+        // Our headers are ASCII by construction (List-Unsubscribe must not be encoded).
         for (name, value) in &email.headers {
-            message = message.header(name.as_str(), Text::new(value.as_str()));
+            message = message.header(name.as_str(), Raw::new(value.as_str()));
         }
         for (name, value) in &email.tags {
             message = message.header(format!("X-Aftercare-Tag-{name}"), Text::new(value.as_str()));
@@ -296,6 +298,7 @@ mod tests {
         assert!(raw.contains("Subject: =?utf-8?"), "non-ASCII subject is encoded: {raw}");
         assert!(raw.contains("multipart/alternative"), "{raw}");
         assert!(raw.contains("X-Aftercare-Customer: c1"), "{raw}");
+        assert!(!raw.contains("=?us-ascii"), "headers are not encoded: {raw}");
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -57,9 +57,10 @@ fn split_front_matter(source: &str) -> Option<(&str, &str)> {
 }
 
 /// The text part, from the same HTML: layout tables flattened (no borders), links as footnotes,
-/// trailing spaces and runs of blank lines removed.
+/// trailing spaces and runs of blank lines removed. Lines are not wrapped: a wrapped link
+/// (the unsubscribe link above all) would break, and mail clients wrap text themselves.
 fn text_part(html: &str) -> Result<String, html2text::Error> {
-    let raw = html2text::config::plain().raw_mode(true).link_footnotes(true).string_from_read(html.as_bytes(), 78)?;
+    let raw = html2text::config::plain().raw_mode(true).link_footnotes(true).string_from_read(html.as_bytes(), 4000)?;
     let mut text = String::with_capacity(raw.len());
     let mut blank_run = 0;
     for line in raw.lines().map(str::trim_end) {
