@@ -60,7 +60,9 @@ fn preview(args: &PreviewArgs) -> Result<PathBuf, String> {
         for locale in &locales {
             let Some(send) = sample_send(&flows, name, locale, now) else { continue };
             let unsubscribe = is_marketing(&flows, name).then(|| format!("{}/u/PREVIEW-TOKEN", flows.store.base_url));
-            let email = renderer.render(&send, unsubscribe.as_deref()).map_err(|e| e.to_string())?;
+            let activation = format!("{}/account/activate?token=PREVIEW-TOKEN", flows.store.base_url);
+            let links = aftercare_core::render::Links { unsubscribe: unsubscribe.as_deref(), activation: Some(&activation) };
+            let email = renderer.render(&send, links).map_err(|e| e.to_string())?;
             if email.locale != *locale {
                 continue; // no template in this locale: the customer would get the default one
             }

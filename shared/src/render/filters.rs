@@ -4,6 +4,11 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use std::str::FromStr;
 
 pub(super) fn register(env: &mut minijinja::Environment<'static>) {
+    env.add_filter("local_date", |date: String, locale: Option<String>| -> Result<String, minijinja::Error> {
+        let parsed = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+            .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("local_date: {date:?} is not YYYY-MM-DD")))?;
+        Ok(format_date(parsed, locale.as_deref().unwrap_or("ja")))
+    });
     env.add_filter("money", |amount: minijinja::Value, currency: Option<String>| -> Result<String, minijinja::Error> {
         let text = amount.to_string();
         let value = Decimal::from_str(&text).map_err(|_| {
@@ -11,6 +16,17 @@ pub(super) fn register(env: &mut minijinja::Environment<'static>) {
         })?;
         Ok(format_money(value, currency.as_deref().unwrap_or("JPY")))
     });
+}
+
+/// `2026年11月23日（月）` in Japanese, `Monday, November 23, 2026` in English.
+pub fn format_date(date: chrono::NaiveDate, locale: &str) -> String {
+    use chrono::Datelike;
+    if locale.starts_with("ja") {
+        let weekday = ["月", "火", "水", "木", "金", "土", "日"][date.weekday().num_days_from_monday() as usize];
+        format!("{}年{}月{}日（{weekday}）", date.year(), date.month(), date.day())
+    } else {
+        date.format("%A, %B %-d, %Y").to_string()
+    }
 }
 
 fn group_thousands(digits: &str, separator: char) -> String {
@@ -50,5 +66,12 @@ mod tests {
         assert_eq!(format_money(Decimal::from_str("12.8").unwrap(), "EUR"), "12,80 €");
         assert_eq!(format_money(Decimal::from(1234567), "JPY"), "¥1,234,567");
         assert_eq!(format_money(Decimal::from_str("999.5").unwrap(), "GBP"), "999.50 GBP");
+    }
+
+    #[test]
+    fn formats_dates_by_locale() {
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        assert_eq!(format_date(d, "ja"), "2026年11月23日（月）");
+        assert_eq!(format_date(d, "en"), "Monday, November 23, 2026");
     }
 }

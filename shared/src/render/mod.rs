@@ -40,6 +40,13 @@ struct FrontMatter {
     preheader: String,
 }
 
+/// Signed links a message may carry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Links<'a> {
+    pub unsubscribe: Option<&'a str>,
+    pub activation: Option<&'a str>,
+}
+
 pub struct Renderer {
     env: minijinja::Environment<'static>,
     /// locale → template names available in it.
@@ -150,12 +157,14 @@ impl Renderer {
         }
     }
 
-    /// `unsubscribe_url` is given for marketing email: the footer's opt-out link.
-    pub fn render(&self, send: &SendIntent, unsubscribe_url: Option<&str>) -> Result<RenderedEmail, RenderError> {
+    /// `links.unsubscribe` is given for marketing email: the footer's opt-out link;
+    /// `links.activation` for guests: the account-activation magic link.
+    pub fn render(&self, send: &SendIntent, links: Links<'_>) -> Result<RenderedEmail, RenderError> {
         let locale = self.choose_locale(&send.template, &send.profile);
         let err = |message: String| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message };
         let mut context = self.context(send, &locale);
-        context["unsubscribe_url"] = json!(unsubscribe_url);
+        context["unsubscribe_url"] = json!(links.unsubscribe);
+        context["activation_url"] = json!(links.activation);
         let render = |suffix: &str| -> Result<String, RenderError> {
             let name = format!("{locale}/{}.{suffix}", send.template);
             let template = self.env.get_template(&name).map_err(|_| RenderError::Unknown(send.template.clone()))?;

@@ -15,7 +15,7 @@ fn render(value: serde_json::Value, locale: Option<&str>) -> super::RenderedEmai
     let event = Event::parse(&value).unwrap();
     let decision = decide(&flows, Some(state), Input::Event(&event), at("2026-11-20T01:00:00Z"));
     let send = decision.sends().next().expect("one send").clone();
-    renderer.render(&send, None).unwrap()
+    renderer.render(&send, super::Links { unsubscribe: None, activation: Some("https://shop.example.com/account/activate?token=T") }).unwrap()
 }
 
 #[test]
@@ -90,7 +90,8 @@ fn every_template_renders_in_every_locale_and_matches_its_snapshot() {
         for name in &names {
             let send = super::sample::sample_send(&flows, name, locale, now).unwrap_or_else(|| panic!("no flow sends {name}"));
             let unsubscribe = super::sample::is_marketing(&flows, name).then_some("https://api.example.com/u/TOKEN");
-            let email = renderer.render(&send, unsubscribe).unwrap_or_else(|e| panic!("{locale}/{name}: {e}"));
+            let links = super::Links { unsubscribe, activation: Some("https://shop.example.com/account/activate?token=SIGNED") };
+            let email = renderer.render(&send, links).unwrap_or_else(|e| panic!("{locale}/{name}: {e}"));
             assert_eq!(email.locale, locale, "{name}");
             assert!(!email.subject.is_empty() && !email.subject.contains("{{"), "{locale}/{name}: subject {:?}", email.subject);
             assert!(!email.html.contains("{{") && !email.text.contains("{{"), "{locale}/{name}: unrendered variable");

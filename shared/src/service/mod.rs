@@ -316,7 +316,9 @@ impl App {
     /// Renders and sends one email, then tells integrators.
     async fn deliver(&self, send: &SendIntent) -> Result<(String, SendReport), DeliverError> {
         let unsubscribe_url = (send.category == Category::Marketing).then(|| self.links.url(&send.profile.id));
-        let rendered = self.renderer.render(send, unsubscribe_url.as_deref()).map_err(|e| DeliverError::Render(e.to_string()))?;
+        let activation_url = (send.profile.has_account != Some(true)).then(|| self.links.activation_url(&self.flows.store.base_url, &send.profile.id, send.to.as_str()));
+        let links = crate::render::Links { unsubscribe: unsubscribe_url.as_deref(), activation: activation_url.as_deref() };
+        let rendered = self.renderer.render(send, links).map_err(|e| DeliverError::Render(e.to_string()))?;
         let email = mail::outgoing(&self.flows.store, send, &rendered, unsubscribe_url.as_deref());
         let message_id = self.ports.mailer.send(&email).await.map_err(DeliverError::Port)?;
         let at = self.ports.clock.now();

@@ -34,6 +34,7 @@ pub enum TokenError {
 }
 
 const PURPOSE: &[u8] = b"aftercare-unsubscribe-v1\0";
+const ACTIVATION: &[u8] = b"aftercare-activate-v1\0";
 
 impl UnsubscribeLinks {
     /// `secret` must be at least 32 bytes (e.g. 64 hex characters from `openssl rand -hex 32`).
@@ -64,6 +65,19 @@ impl UnsubscribeLinks {
         let mut mac = self.mac();
         mac.update(customer.as_str().as_bytes());
         format!("{}.{}", URL_SAFE_NO_PAD.encode(customer.as_str()), URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// A magic link for a guest to activate an account: `<store>/account/activate?token=…`.
+    /// The storefront checks it with the same secret: HMAC-SHA256 over
+    /// `"aftercare-activate-v1\0" + customer id + "\0" + email`, base64url, after the `.`.
+    pub fn activation_url(&self, store_base_url: &str, customer: &CustomerId, email: &str) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(ACTIVATION);
+        mac.update(customer.as_str().as_bytes());
+        mac.update(b"\0");
+        mac.update(email.as_bytes());
+        let payload = URL_SAFE_NO_PAD.encode(format!("{customer}\0{email}"));
+        format!("{}/account/activate?token={payload}.{}", store_base_url.trim_end_matches('/'), URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     }
 
     pub fn url(&self, customer: &CustomerId) -> String {
@@ -117,5 +131,23 @@ mod tests {
     #[test]
     fn short_secrets_are_refused() {
         assert!(UnsubscribeLinks::new(b"short", "https://x").unwrap_err().contains("32 bytes"));
+    }
+}
+
+#[cfg(test)]
+mod activation_tests {
+    use super::*;
+
+    #[test]
+    fn activation_links_are_signed_for_one_customer_and_address() {
+        let links = UnsubscribeLinks::new(&[7u8; 32], "https://api.example.com").unwrap();
+        let c1 = CustomerId::parse("c1").unwrap();
+        let url = links.activation_url("https://shop.example.com/", &c1, "c1@example.jp");
+        assert!(url.starts_with("https://shop.example.com/account/activate?token="), "{url}");
+        assert_ne!(url, links.activation_url("https://shop.example.com", &c1, "other@example.jp"));
+        assert_ne!(url, links.activation_url("https://shop.example.com", &CustomerId::parse("c2").unwrap(), "c1@example.jp"));
+        // It is not an unsubscribe token: a different purpose is signed.
+        let token = url.split("token=").nth(1).unwrap();
+        assert!(links.verify(token).is_err());
     }
 }
