@@ -2,6 +2,7 @@
 //! virtual clock (`simulate`), check a flows folder (`validate`), and see every email (`preview`).
 
 mod dev;
+mod generate;
 mod preview;
 mod simulate;
 mod validate;
@@ -24,6 +25,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Replay a JSON-lines event file with a virtual clock and print every send.
     Simulate(simulate::SimulateArgs),
+    /// Write a realistic year of events for N customers (JSON lines), for load tests and benchmarks.
+    Generate(generate::GenerateArgs),
     /// Render every template in every locale with sample data into an HTML gallery.
     Preview(preview::PreviewArgs),
     /// Check every flow and template in a flows folder.
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Preview(args) => preview::run(args),
+        Command::Generate(args) => generate::run(args),
         Command::Validate { flows } => validate::run(&flows),
     }
 }

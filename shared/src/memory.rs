@@ -81,6 +81,8 @@ impl Store for MemoryStore {
 #[derive(Default)]
 pub struct MemoryScheduler {
     pending: Mutex<BTreeMap<String, ScheduledStep>>,
+    /// (due time, name): the next due schedule without scanning them all.
+    by_time: Mutex<BTreeSet<(DateTime<Utc>, String)>>,
     pub created: AtomicU64,
     pub deleted: AtomicU64,
 }
@@ -96,9 +98,10 @@ impl MemoryScheduler {
     }
     /// The earliest schedule due at or before `until`, removed from the pending set.
     pub fn take_next_due(&self, until: DateTime<Utc>) -> Option<ScheduledStep> {
-        let mut pending = lock(&self.pending);
-        let next = pending.values().filter(|s| s.at <= until).min_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(&b.name)))?.name.clone();
-        pending.remove(&next)
+        let mut by_time = lock(&self.by_time);
+        let (at, name) = by_time.first().filter(|(at, _)| *at <= until)?.clone();
+        by_time.remove(&(at, name.clone()));
+        lock(&self.pending).remove(&name)
     }
 }
 
@@ -106,12 +109,18 @@ impl MemoryScheduler {
 impl Scheduler for MemoryScheduler {
     async fn create(&self, step: &ScheduledStep) -> Result<(), PortError> {
         self.created.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pending).entry(step.name.clone()).or_insert_with(|| step.clone());
+        let mut pending = lock(&self.pending);
+        if !pending.contains_key(&step.name) {
+            pending.insert(step.name.clone(), step.clone());
+            lock(&self.by_time).insert((step.at, step.name.clone()));
+        }
         Ok(())
     }
     async fn delete(&self, name: &str) -> Result<(), PortError> {
         self.deleted.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pending).remove(name);
+        if let Some(step) = lock(&self.pending).remove(name) {
+            lock(&self.by_time).remove(&(step.at, step.name));
+        }
         Ok(())
     }
 }
@@ -119,6 +128,9 @@ impl Scheduler for MemoryScheduler {
 #[derive(Default)]
 pub struct MemoryMailer {
     sent: Mutex<Vec<(String, OutgoingEmail)>>,
+    /// Count only, keep nothing (the simulator sends hundreds of thousands).
+    discard: bool,
+    count: AtomicU64,
     /// When set, every send fails with this message (to test failure paths).
     pub fail_with: Mutex<Option<String>>,
 }
@@ -126,6 +138,12 @@ pub struct MemoryMailer {
 impl MemoryMailer {
     pub fn new() -> Self {
         Self::default()
+    }
+    pub fn discarding() -> Self {
+        Self { discard: true, ..Self::default() }
+    }
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
     pub fn sent(&self) -> Vec<(String, OutgoingEmail)> {
         lock(&self.sent).clone()
@@ -138,9 +156,11 @@ impl Mailer for MemoryMailer {
         if let Some(message) = lock(&self.fail_with).clone() {
             return Err(PortError::Retryable(message));
         }
-        let mut sent = lock(&self.sent);
-        let id = format!("mem-{}", sent.len() + 1);
-        sent.push((id.clone(), email.clone()));
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("mem-{n}");
+        if !self.discard {
+            lock(&self.sent).push((id.clone(), email.clone()));
+        }
         Ok(id)
     }
 }

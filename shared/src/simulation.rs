@@ -23,10 +23,10 @@ impl Simulation {
     pub fn new(flows: FlowSet, start: DateTime<Utc>) -> anyhow::Result<Simulation> {
         let store = Arc::new(MemoryStore::new());
         let scheduler = Arc::new(MemoryScheduler::new());
-        let mailer = Arc::new(MemoryMailer::new());
+        let mailer = Arc::new(MemoryMailer::discarding());
         let clock = Arc::new(ManualClock::new(start));
         let ports = Ports { store: store.clone(), scheduler: scheduler.clone(), mailer: mailer.clone(), publisher: Arc::new(MemoryPublisher::new()), clock: clock.clone() };
-        Ok(Simulation { app: App::new(flows, ports)?, store, scheduler, mailer, clock })
+        Ok(Simulation { app: App::new(flows, ports)?.subjects_only(), store, scheduler, mailer, clock })
     }
 
     /// Fires what is due up to the event's time, then ingests the event at that time.

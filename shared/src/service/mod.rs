@@ -97,6 +97,8 @@ pub struct App {
     renderer: Renderer,
     pub ports: Ports,
     pub links: unsubscribe::UnsubscribeLinks,
+    /// False in the simulator: render subjects only, never bodies.
+    render_bodies: bool,
 }
 
 impl App {
@@ -104,7 +106,14 @@ impl App {
     pub fn new(flows: FlowSet, ports: Ports) -> anyhow::Result<App> {
         let renderer = Renderer::new(&flows)?;
         let links = unsubscribe::UnsubscribeLinks::ephemeral(&flows.store.base_url);
-        Ok(App { flows: Arc::new(flows), renderer, ports, links })
+        Ok(App { flows: Arc::new(flows), renderer, ports, links, render_bodies: true })
+    }
+
+    /// For the simulator: emails get their subject but no body (bodies are checked by
+    /// `aftercare validate` and `preview`, and nobody reads a simulated body).
+    pub fn subjects_only(mut self) -> App {
+        self.render_bodies = false;
+        self
     }
 
     pub fn with_links(mut self, links: unsubscribe::UnsubscribeLinks) -> App {
@@ -318,7 +327,8 @@ impl App {
         let unsubscribe_url = (send.category == Category::Marketing).then(|| self.links.url(&send.profile.id));
         let activation_url = (send.profile.has_account != Some(true)).then(|| self.links.activation_url(&self.flows.store.base_url, &send.profile.id, send.to.as_str()));
         let links = crate::render::Links { unsubscribe: unsubscribe_url.as_deref(), activation: activation_url.as_deref() };
-        let rendered = self.renderer.render(send, links).map_err(|e| DeliverError::Render(e.to_string()))?;
+        let rendered = if self.render_bodies { self.renderer.render(send, links) } else { self.renderer.render_subject(send) };
+        let rendered = rendered.map_err(|e| DeliverError::Render(e.to_string()))?;
         let email = mail::outgoing(&self.flows.store, send, &rendered, unsubscribe_url.as_deref());
         let message_id = self.ports.mailer.send(&email).await.map_err(DeliverError::Port)?;
         let at = self.ports.clock.now();
