@@ -1,6 +1,7 @@
 //! `aftercare`: run the whole engine locally (`dev`), replay events through it with a
 //! virtual clock (`simulate`), check a flows folder (`validate`), and see every email (`preview`).
 
+mod cost;
 mod dev;
 mod generate;
 mod preview;
@@ -25,6 +26,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Replay a JSON-lines event file with a virtual clock and print every send.
     Simulate(simulate::SimulateArgs),
+    /// What N orders cost on AWS through every default flow (DynamoDB, Lambda, Scheduler, SES, EventBridge).
+    Cost(cost::CostArgs),
     /// Write a realistic year of events for N customers (JSON lines), for load tests and benchmarks.
     Generate(generate::GenerateArgs),
     /// Render every template in every locale with sample data into an HTML gallery.
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Preview(args) => preview::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Cost(args) => cost::run(args),
         Command::Validate { flows } => validate::run(&flows),
     }
 }

@@ -3,6 +3,7 @@
 //! `domain`, `flow`, `engine` and `render` do no I/O. `service` reaches the world only
 //! through `ports`; adapters (`memory`, `local`, `aws`) implement ports and nothing else.
 
+pub mod cost;
 pub mod domain;
 pub mod engine;
 pub mod flow;

@@ -85,11 +85,16 @@ pub struct MemoryScheduler {
     by_time: Mutex<BTreeSet<(DateTime<Utc>, String)>>,
     pub created: AtomicU64,
     pub deleted: AtomicU64,
+    fired: AtomicU64,
 }
 
 impl MemoryScheduler {
     pub fn new() -> Self {
         Self::default()
+    }
+    /// How many schedules `take_next_due` handed out (step invocations).
+    pub fn fired(&self) -> usize {
+        self.fired.load(Ordering::Relaxed) as usize
     }
     pub fn pending(&self) -> Vec<ScheduledStep> {
         let mut all: Vec<_> = lock(&self.pending).values().cloned().collect();
@@ -101,6 +106,7 @@ impl MemoryScheduler {
         let mut by_time = lock(&self.by_time);
         let (at, name) = by_time.first().filter(|(at, _)| *at <= until)?.clone();
         by_time.remove(&(at, name.clone()));
+        self.fired.fetch_add(1, Ordering::Relaxed);
         lock(&self.pending).remove(&name)
     }
 }

@@ -22,11 +22,18 @@ pub struct Simulation {
 impl Simulation {
     pub fn new(flows: FlowSet, start: DateTime<Utc>) -> anyhow::Result<Simulation> {
         let store = Arc::new(MemoryStore::new());
+        let mut simulation = Simulation::with_store(flows, start, store.clone())?;
+        simulation.store = store;
+        Ok(simulation)
+    }
+
+    /// On another store (the cost model's metered one); `store` is then a fresh, unused one.
+    pub fn with_store(flows: FlowSet, start: DateTime<Utc>, store: Arc<dyn crate::ports::Store>) -> anyhow::Result<Simulation> {
         let scheduler = Arc::new(MemoryScheduler::new());
         let mailer = Arc::new(MemoryMailer::discarding());
         let clock = Arc::new(ManualClock::new(start));
-        let ports = Ports { store: store.clone(), scheduler: scheduler.clone(), mailer: mailer.clone(), publisher: Arc::new(MemoryPublisher::new()), clock: clock.clone() };
-        Ok(Simulation { app: App::new(flows, ports)?.subjects_only(), store, scheduler, mailer, clock })
+        let ports = Ports { store, scheduler: scheduler.clone(), mailer: mailer.clone(), publisher: Arc::new(MemoryPublisher::new()), clock: clock.clone() };
+        Ok(Simulation { app: App::new(flows, ports)?.subjects_only(), store: Arc::new(MemoryStore::new()), scheduler, mailer, clock })
     }
 
     /// Fires what is due up to the event's time, then ingests the event at that time.

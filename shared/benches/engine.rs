@@ -1,0 +1,77 @@
+//! `cargo bench -p aftercare-core --features testing`: the hot paths, each next to a floor.
+//! Results and hardware are recorded in BENCHMARKS.md.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aftercare_core::domain::Event;
+use aftercare_core::engine::{decide, Input};
+use aftercare_core::render::sample::sample_send;
+use aftercare_core::render::{Links, Renderer};
+use aftercare_core::testing::{at, memory_app, order_placed, repo_flows};
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::{json, Value};
+
+static N: AtomicU64 = AtomicU64::new(0);
+
+fn fresh(mut event: Value, customer: Option<String>) -> Vec<u8> {
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    event["id"] = json!(format!("bench-{n}"));
+    event["customer"]["id"] = json!(customer.unwrap_or_else(|| format!("c{n}")));
+    serde_json::to_vec(&event).unwrap()
+}
+
+fn ingest(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
+    let order = order_placed("x", "x", "A1", "2026-11-20T10:15:00+09:00");
+    let payload = serde_json::to_vec(&order).unwrap();
+    let mut group = c.benchmark_group("ingest");
+    group.bench_function("floor: serde_json::from_slice (order_placed, 3 items)", |b| b.iter(|| serde_json::from_slice::<Value>(&payload).unwrap()));
+    group.bench_function("parse + validate (order_placed)", |b| b.iter(|| Event::parse(&serde_json::from_slice::<Value>(&payload).unwrap()).unwrap()));
+    let flows = repo_flows();
+    let event = Event::parse(&order).unwrap();
+    group.bench_function("decide (order_placed, all default flows)", |b| b.iter(|| decide(&flows, None, Input::Event(&event), at("2026-11-20T01:15:00Z"))));
+    group.bench_function("parse + decide + commit + receipt (order_placed, memory ports)", |b| {
+        b.iter_batched(
+            || fresh(order.clone(), None),
+            |bytes| runtime.block_on(m.app.ingest_json(&[serde_json::from_slice::<Value>(&bytes).unwrap()])).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    // email_opened for known customers (the most frequent event of a live store).
+    for i in 0..1000 {
+        runtime.block_on(m.app.ingest_json(&[order_placed(&format!("seed-{i}"), &format!("known-{i}"), "A1", "2026-11-20T10:15:00+09:00")])).unwrap();
+    }
+    let opened = json!({"id": "x", "type": "email_opened", "occurred_at": "2026-11-20T12:00:00+09:00", "customer": {"id": "x"}, "email": {"flow": "thank_you"}});
+    let opened_bytes = serde_json::to_vec(&opened).unwrap();
+    group.bench_function("floor: serde_json::from_slice (email_opened)", |b| b.iter(|| serde_json::from_slice::<Value>(&opened_bytes).unwrap()));
+    group.bench_function("parse + decide + commit (email_opened, memory ports)", |b| {
+        b.iter_batched(
+            || fresh(opened.clone(), Some(format!("known-{}", N.load(Ordering::Relaxed) % 1000))),
+            |bytes| runtime.block_on(m.app.ingest_json(&[serde_json::from_slice::<Value>(&bytes).unwrap()])).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn step(c: &mut Criterion) {
+    let flows = repo_flows();
+    let renderer = Renderer::new(&flows).unwrap();
+    let now = at("2026-11-20T01:15:00Z");
+    let mut group = c.benchmark_group("step");
+    for template in ["order_confirmation", "cross_sell"] {
+        let send = sample_send(&flows, template, "ja", now).unwrap();
+        let links = Links { unsubscribe: Some("https://api.example.com/u/TOKEN"), activation: Some("https://shop.example.com/account/activate?token=T") };
+        group.bench_function(format!("render {template} (HTML + text, ja)"), |b| b.iter(|| renderer.render(&send, links).unwrap()));
+        group.bench_function(format!("subject only {template}"), |b| b.iter(|| renderer.render_subject(&send).unwrap()));
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
+    targets = ingest, step
+}
+criterion_main!(benches);

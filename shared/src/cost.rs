@@ -1,0 +1,212 @@
+//! What AWS would bill for Aftercare's work, counted by running the real services on
+//! in-memory ports: a metered store (DynamoDB's unit rules on the same items the DynamoDB
+//! adapter writes), the scheduler's calls, the sends. Prices are list prices, in one place.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
+use crate::flow::FlowSet;
+use crate::memory::MemoryStore;
+use crate::ports::{Commit, CommitOutcome, PortError, Store, Versioned};
+use crate::simulation::Simulation;
+
+/// Counts calls and capacity units like `aws::DynamoStore::usage` (strongly consistent
+/// reads: 1 RCU per 4 KB, 1 for a miss; transactional writes: 2 WCU per KB per item).
+#[derive(Default)]
+pub struct MeteredStore {
+    inner: MemoryStore,
+    pub calls: AtomicU64,
+    pub read_units: AtomicU64,
+    pub write_units: AtomicU64,
+}
+
+fn units(bytes: usize, per: usize) -> u64 {
+    bytes.div_ceil(per).max(1) as u64
+}
+
+impl MeteredStore {
+    fn read(&self, bytes: usize) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.read_units.fetch_add(units(bytes, 4096), Ordering::Relaxed);
+    }
+}
+
+/// Attribute names and key overhead of an item beside its JSON payload.
+const ITEM_OVERHEAD: usize = 40;
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError> {
+        let loaded = self.inner.load(customer).await?;
+        self.read(loaded.as_ref().map_or(0, |s| serde_json::to_vec(&s.value).map(|v| v.len() + ITEM_OVERHEAD).unwrap_or(0)));
+        Ok(loaded)
+    }
+    async fn event_seen(&self, customer: &CustomerId, event: &EventId) -> Result<bool, PortError> {
+        self.read(0);
+        self.inner.event_seen(customer, event).await
+    }
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError> {
+        let size = |v: &dyn erased::Sized| v.json_len() + ITEM_OVERHEAD;
+        let mut items = vec![size(&commit.state)];
+        if let Some(event) = &commit.event {
+            items.push(size(event));
+        }
+        if !commit.timeline.is_empty() {
+            items.push(size(&commit.timeline));
+        }
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.write_units.fetch_add(items.iter().map(|b| 2 * units(*b, 1024)).sum(), Ordering::Relaxed);
+        self.inner.commit(commit).await
+    }
+    async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.write_units.fetch_add(units(serde_json::to_vec(entries).map(|v| v.len()).unwrap_or(0) + ITEM_OVERHEAD, 1024), Ordering::Relaxed);
+        self.inner.append_timeline(customer, entries).await
+    }
+    async fn timeline(&self, customer: &CustomerId) -> Result<Vec<TimelineEntry>, PortError> {
+        self.inner.timeline(customer).await
+    }
+}
+
+mod erased {
+    pub trait Sized {
+        fn json_len(&self) -> usize;
+    }
+    impl<T: serde::Serialize> Sized for T {
+        fn json_len(&self) -> usize {
+            serde_json::to_vec(self).map(|v| v.len()).unwrap_or(0)
+        }
+    }
+}
+
+/// AWS list prices (us-east-1, USD), the only place they are written down.
+pub mod prices {
+    pub const DYNAMODB_PER_MILLION_WRITE_UNITS: f64 = 0.625;
+    pub const DYNAMODB_PER_MILLION_READ_UNITS: f64 = 0.125;
+    pub const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
+    /// arm64, per GB-second; at 128 MB a millisecond costs this × 0.125 / 1000.
+    pub const LAMBDA_ARM_PER_GB_SECOND: f64 = 0.000_013_333_4;
+    pub const SCHEDULER_PER_MILLION_INVOCATIONS: f64 = 1.00;
+    pub const SES_PER_THOUSAND_EMAILS: f64 = 0.10;
+    pub const EVENTBRIDGE_PER_MILLION_CUSTOM_EVENTS: f64 = 1.00;
+}
+
+/// Billed milliseconds assumed per invocation at 128 MB. Not measured on AWS (there is no AWS
+/// here): compute is a fraction of a millisecond (BENCHMARKS.md); the rest is waiting on
+/// DynamoDB, SES and Scheduler calls at a few milliseconds each.
+pub const ASSUMED_MS_INGEST: f64 = 40.0;
+pub const ASSUMED_MS_STEP: f64 = 40.0;
+pub const ASSUMED_MS_FEEDBACK: f64 = 25.0;
+/// SES events per email that reach the feedback function: send, delivery, and the opens
+/// and clicks of a typical store (about 40% open, 4% click).
+pub const FEEDBACK_EVENTS_PER_EMAIL: f64 = 2.44;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Usage {
+    pub storefront_events: f64,
+    pub ingest_invocations: f64,
+    pub step_invocations: f64,
+    pub feedback_invocations: f64,
+    pub dynamodb_calls: f64,
+    pub read_units: f64,
+    pub write_units: f64,
+    pub scheduler_creates: f64,
+    pub scheduler_deletes: f64,
+    pub ses_sends: f64,
+    pub eventbridge_events: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Bill {
+    pub usage: Usage,
+    pub dynamodb: f64,
+    pub lambda: f64,
+    pub scheduler: f64,
+    pub ses: f64,
+    pub eventbridge: f64,
+    pub total: f64,
+}
+
+impl Usage {
+    pub fn scaled(&self, factor: f64) -> Usage {
+        let s = |v: f64| v * factor;
+        Usage {
+            storefront_events: s(self.storefront_events),
+            ingest_invocations: s(self.ingest_invocations),
+            step_invocations: s(self.step_invocations),
+            feedback_invocations: s(self.feedback_invocations),
+            dynamodb_calls: s(self.dynamodb_calls),
+            read_units: s(self.read_units),
+            write_units: s(self.write_units),
+            scheduler_creates: s(self.scheduler_creates),
+            scheduler_deletes: s(self.scheduler_deletes),
+            ses_sends: s(self.ses_sends),
+            eventbridge_events: s(self.eventbridge_events),
+        }
+    }
+
+    pub fn bill(&self) -> Bill {
+        use prices::*;
+        let ms_cost = LAMBDA_ARM_PER_GB_SECOND * 0.125 / 1000.0;
+        let invocations = self.ingest_invocations + self.step_invocations + self.feedback_invocations;
+        let lambda = invocations * LAMBDA_PER_MILLION_REQUESTS / 1e6
+            + (self.ingest_invocations * ASSUMED_MS_INGEST + self.step_invocations * ASSUMED_MS_STEP + self.feedback_invocations * ASSUMED_MS_FEEDBACK) * ms_cost;
+        let dynamodb = self.write_units * DYNAMODB_PER_MILLION_WRITE_UNITS / 1e6 + self.read_units * DYNAMODB_PER_MILLION_READ_UNITS / 1e6;
+        let scheduler = self.step_invocations * SCHEDULER_PER_MILLION_INVOCATIONS / 1e6;
+        let ses = self.ses_sends * SES_PER_THOUSAND_EMAILS / 1e3;
+        let eventbridge = self.eventbridge_events * EVENTBRIDGE_PER_MILLION_CUSTOM_EVENTS / 1e6;
+        Bill { usage: self.clone(), dynamodb, lambda, scheduler, ses, eventbridge, total: dynamodb + lambda + scheduler + ses + eventbridge }
+    }
+}
+
+/// One order's life through every default flow: a consenting customer orders two items
+/// (one consumable, one with a guide), it ships and arrives; then 400 days pass.
+pub fn one_order_journey() -> Vec<Value> {
+    let customer = json!({"id": "cost-1", "email": "cost-1@example.jp", "first_name": "花子", "locale": "ja-JP", "timezone": "Asia/Tokyo", "marketing_consent": true, "birthday": "1990-05-04"});
+    let items = json!([
+        {"sku": "BEANS-HOUSE-200", "name": "ハウスブレンド 200g", "quantity": 2, "unit_price": "1800", "category": "beans", "replenish_after_days": 30},
+        {"sku": "DRIPPER-CERAMIC", "name": "有田焼セラミックドリッパー", "quantity": 1, "unit_price": "3200", "category": "equipment", "guide_url": "https://shop.example.com/guides/dripper"}
+    ]);
+    let order = json!({"id": "A1", "number": "#1", "total": "6800", "currency": "JPY", "items": items});
+    vec![
+        json!({"id": "c1", "type": "order_placed", "occurred_at": "2026-11-20T10:15:00+09:00", "customer": customer, "order": order}),
+        json!({"id": "c2", "type": "order_shipped", "occurred_at": "2026-11-21T15:00:00+09:00", "customer": {"id": "cost-1"}, "order": order, "shipment": {"carrier": "ヤマト運輸", "estimated_delivery": "2026-11-23"}}),
+        json!({"id": "c3", "type": "order_delivered", "occurred_at": "2026-11-23T14:00:00+09:00", "customer": {"id": "cost-1"}, "order": order}),
+    ]
+}
+
+/// Runs the journey through the real services and counts what AWS would bill.
+pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Usage> {
+    let store = Arc::new(MeteredStore::default());
+    let start = events.first().and_then(|e| crate::domain::Event::parse(e).ok()).map_or(until, |e| e.occurred_at_utc());
+    let simulation = Simulation::with_store(flows, start, store.clone())?;
+    let mut steps = 0usize;
+    for event in events {
+        let before = simulation.scheduler.fired();
+        simulation.ingest(event).await?;
+        steps += simulation.scheduler.fired() - before;
+    }
+    let before = simulation.scheduler.fired();
+    simulation.run_until(until).await?;
+    steps += simulation.scheduler.fired() - before;
+    let sends = simulation.mailer.count() as f64;
+    let feedback = sends * FEEDBACK_EVENTS_PER_EMAIL;
+    Ok(Usage {
+        storefront_events: events.len() as f64,
+        ingest_invocations: events.len() as f64,
+        step_invocations: steps as f64,
+        feedback_invocations: feedback,
+        // Feedback events are stored like any other: one load, one dedupe check, one commit each.
+        dynamodb_calls: store.calls.load(Ordering::Relaxed) as f64 + feedback * 3.0,
+        read_units: store.read_units.load(Ordering::Relaxed) as f64 + feedback * 3.0,
+        write_units: store.write_units.load(Ordering::Relaxed) as f64 + feedback * 8.0,
+        scheduler_creates: simulation.scheduler.created.load(Ordering::Relaxed) as f64,
+        scheduler_deletes: simulation.scheduler.deleted.load(Ordering::Relaxed) as f64,
+        ses_sends: sends,
+        eventbridge_events: sends,
+    })
+}
