@@ -210,3 +210,23 @@ pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<c
         eventbridge_events: sends,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_order_through_every_default_flow_is_counted() {
+        let until = crate::testing::at("2027-12-25T00:00:00Z");
+        let usage = measure(crate::testing::repo_flows(), &one_order_journey(), until).await.unwrap();
+        // confirmation, thank-you, shipping, usage guide, follow-up, review request + reminder,
+        // cross-sell, replenishment, win-back, birthday, anniversary
+        assert_eq!(usage.ses_sends, 12.0);
+        assert_eq!(usage.ingest_invocations, 3.0);
+        assert!(usage.step_invocations >= 10.0, "{usage:?}");
+        assert!(usage.write_units > 0.0 && usage.read_units > 0.0);
+        let bill = usage.scaled(1000.0).bill();
+        assert!((bill.ses - 1.2).abs() < 1e-9, "SES: 12,000 emails at $0.10 per 1,000");
+        assert!((bill.total - (bill.dynamodb + bill.lambda + bill.scheduler + bill.ses + bill.eventbridge)).abs() < 1e-12);
+    }
+}
