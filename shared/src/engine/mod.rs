@@ -44,6 +44,7 @@ impl DueStep {
     }
 }
 
+#[derive(Clone, Copy)]
 pub enum Input<'a> {
     Event(&'a Event),
     Due(&'a DueStep),

@@ -63,6 +63,11 @@ fn split_front_matter(source: &str) -> Option<(&str, &str)> {
     Some((&rest[..end], body))
 }
 
+/// Headers must be one line: no CR/LF from customer data can reach them.
+fn one_line(text: String) -> String {
+    text.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
 /// The text part, from the same HTML: layout tables flattened (no borders), links as footnotes,
 /// trailing spaces and runs of blank lines removed. Lines are not wrapped: a wrapped link
 /// (the unsubscribe link above all) would break, and mail clients wrap text themselves.
@@ -168,8 +173,6 @@ impl Renderer {
             let template = self.env.get_template(&name).map_err(|_| RenderError::Unknown(send.template.clone()))?;
             template.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
         };
-        // Headers must be one line: no CR/LF from customer data can reach them.
-        let one_line = |s: String| s.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
         let subject = one_line(render("subject")?);
         let preheader = one_line(render("preheader")?);
         let context = self.context(send, &locale, links, &preheader);
@@ -200,8 +203,7 @@ impl Renderer {
         let subject = template
             .render(&context)
             .map_err(|e| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message: format!("subject: {e:#}") })?;
-        let subject = subject.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
-        Ok(RenderedEmail { locale, subject, preheader: String::new(), html: String::new(), text: String::new() })
+        Ok(RenderedEmail { locale, subject: one_line(subject), preheader: String::new(), html: String::new(), text: String::new() })
     }
 
     /// The template variables, built as minijinja values directly (the event is serialized

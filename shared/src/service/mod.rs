@@ -212,11 +212,7 @@ impl App {
                 }
             }
             let expected_version = loaded.as_ref().map(|s| s.version);
-            let input_again = match &input {
-                Input::Event(e) => Input::Event(e),
-                Input::Due(d) => Input::Due(d),
-            };
-            let mut decision = engine::decide(&self.flows, loaded.map(|s| s.value), input_again, ports.clock.now());
+            let mut decision = engine::decide(&self.flows, loaded.map(|s| s.value), input, ports.clock.now());
             if !decision.changed {
                 return Ok(Processed::Stale);
             }
