@@ -179,33 +179,34 @@ impl App {
 
     #[instrument(skip_all, fields(customer_id = %event.customer.id, event_id = %event.id, event_type = %event.event_type))]
     pub async fn ingest_event(&self, event: &Event, reports: &mut Vec<SendReport>) -> Result<Processed, ServiceError> {
-        self.process(&event.customer.id, Input::Event(event), reports).await
+        self.process(&event.customer.id, Input::Event(event), reports, false).await
     }
 
     /// Feedback events (from SES) only apply to customers Aftercare already knows.
     pub async fn ingest_feedback(&self, event: &Event) -> Result<Processed, ServiceError> {
-        if self.ports.store.load(&event.customer.id).await?.is_none() {
-            warn!(customer_id = %event.customer.id, "feedback for an unknown customer dropped");
-            return Ok(Processed::UnknownCustomer);
-        }
-        self.process(&event.customer.id, Input::Event(event), &mut Vec::new()).await
+        self.process(&event.customer.id, Input::Event(event), &mut Vec::new(), true).await
     }
 
     #[instrument(skip_all, fields(customer_id = %due.customer_id, enrollment = %due.enrollment_id, step = %due.step_id))]
     pub async fn run_step(&self, due: &DueStep, reports: &mut Vec<SendReport>) -> Result<Processed, ServiceError> {
-        self.process(&due.customer_id, Input::Due(due), reports).await
+        self.process(&due.customer_id, Input::Due(due), reports, false).await
     }
 
     /// Load, decide, carry out, commit — in the order the delivery semantics need:
     /// transactional sends before the commit (at-least-once), marketing sends after it
     /// (at-most-once), schedules before it (idempotent; a stale one is a no-op).
-    async fn process(&self, customer: &CustomerId, input: Input<'_>, reports: &mut Vec<SendReport>) -> Result<Processed, ServiceError> {
+    /// `known_only`: drop the input (feedback for an erased customer) rather than create the customer.
+    async fn process(&self, customer: &CustomerId, input: Input<'_>, reports: &mut Vec<SendReport>, known_only: bool) -> Result<Processed, ServiceError> {
         let ports = &self.ports;
         // Transactional sends already delivered in this invocation, by (enrollment, step).
         let mut delivered: HashMap<(String, String), (String, SendReport)> = HashMap::new();
         let mut committed = None;
         for _ in 0..MAX_ATTEMPTS {
             let loaded = ports.store.load(customer).await?;
+            if known_only && loaded.is_none() {
+                warn!(customer_id = %customer, "feedback for an unknown customer dropped");
+                return Ok(Processed::UnknownCustomer);
+            }
             if let Input::Event(event) = &input {
                 if ports.store.event_seen(customer, &event.id).await? {
                     return Ok(Processed::Duplicate);
