@@ -9,7 +9,7 @@ use std::time::Duration;
 use aftercare_core::flow::FlowSet;
 use aftercare_core::local::{LocalDb, LogPublisher, OutboxMailer, SqliteScheduler, SqliteStore};
 use aftercare_core::ports::{Scheduler, SystemClock};
-use aftercare_core::service::api::{self, ApiKeys, ApiRequest};
+use aftercare_core::service::api::{self, AccessKeys, ApiKeys, ApiRequest};
 use aftercare_core::service::unsubscribe::UnsubscribeLinks;
 use aftercare_core::service::{App, Ports};
 use axum::body::Bytes;
@@ -31,11 +31,14 @@ pub struct DevArgs {
     /// Ingest key; else AFTERCARE_API_KEY; else one is generated and printed.
     #[arg(long, env = "AFTERCARE_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Admin key for reports, timelines, export and erase; else AFTERCARE_ADMIN_KEY; else one is generated and printed.
+    #[arg(long, env = "AFTERCARE_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
 }
 
 struct Server {
     app: App,
-    keys: ApiKeys,
+    keys: AccessKeys,
 }
 
 pub fn run(args: DevArgs) -> ExitCode {
@@ -96,12 +99,23 @@ async fn serve(args: DevArgs) -> anyhow::Result<()> {
         Some(key) => (key, false),
         None => (generated_key()?, true),
     };
+    let (admin_key, admin_generated) = match args.admin_key.filter(|k| !k.is_empty()) {
+        Some(key) => (key, false),
+        None => (generated_key()?.replace("ac_dev_", "ac_admin_"), true),
+    };
+    if admin_key == key {
+        anyhow::bail!("the admin key must differ from the ingest key");
+    }
     let links = UnsubscribeLinks::new(&unsubscribe_secret(&args.data)?, &format!("http://127.0.0.1:{}", args.port)).map_err(anyhow::Error::msg)?;
-    let server = Arc::new(Server { app: App::new(flows, ports)?.with_links(links), keys: ApiKeys::from_plain_key(&key) });
+    let keys = AccessKeys { ingest: ApiKeys::from_plain_key(&key), admin: Some(ApiKeys::from_plain_key(&admin_key)) };
+    let server = Arc::new(Server { app: App::new(flows, ports)?.with_links(links), keys });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await.with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     println!("aftercare dev: http://127.0.0.1:{}/v1/events", args.port);
     if generated {
         println!("API key (generated; set AFTERCARE_API_KEY or --api-key to choose one): {key}");
+    }
+    if admin_generated {
+        println!("admin key for /v1/reports/flows and /v1/customers/{{id}} (generated; set AFTERCARE_ADMIN_KEY or --admin-key): {admin_key}");
     }
     println!("data: {}  outbox: {}", db_path.display(), outbox.display());
     tokio::spawn(timer_loop(server.clone(), scheduler));
@@ -115,7 +129,7 @@ async fn handle(State(server): State<Arc<Server>>, method: Method, uri: Uri, hea
     let response = api::handle(
         &server.app,
         &server.keys,
-        ApiRequest { method: method.as_str(), path: uri.path(), authorization: header("authorization"), content_type: header("content-type"), body: &body },
+        ApiRequest { method: method.as_str(), path: uri.path(), query: uri.query(), authorization: header("authorization"), content_type: header("content-type"), body: &body },
     )
     .await;
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -37,6 +37,8 @@ impl MeteredStore {
 
 /// Attribute names and key overhead of an item beside its JSON payload.
 const ITEM_OVERHEAD: usize = 40;
+/// A counter item: keys plus a dozen named numbers, well under 1 KB.
+const COUNTER_ITEM_BYTES: usize = 300;
 
 #[async_trait]
 impl Store for MeteredStore {
@@ -58,6 +60,9 @@ impl Store for MeteredStore {
         if !commit.timeline.is_empty() {
             items.push(size(&commit.timeline));
         }
+        // The DynamoDB adapter updates one counter item per day and scope in the transaction.
+        let counter_items: std::collections::BTreeSet<_> = commit.stats.iter().map(|c| (c.day, &c.scope)).collect();
+        items.extend(std::iter::repeat_n(COUNTER_ITEM_BYTES, counter_items.len()));
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.write_units.fetch_add(items.iter().map(|b| 2 * units(*b, 1024)).sum(), Ordering::Relaxed);
         self.inner.commit(commit).await
@@ -69,6 +74,12 @@ impl Store for MeteredStore {
     }
     async fn timeline(&self, customer: &CustomerId) -> Result<Vec<TimelineEntry>, PortError> {
         self.inner.timeline(customer).await
+    }
+    async fn stats(&self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<crate::stats::StatCount>, PortError> {
+        self.inner.stats(from, to).await
+    }
+    async fn erase(&self, customer: &CustomerId) -> Result<(), PortError> {
+        self.inner.erase(customer).await
     }
 }
 

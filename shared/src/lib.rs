@@ -10,8 +10,10 @@ pub mod flow;
 pub mod memory;
 pub mod ports;
 pub mod render;
+pub mod report;
 pub mod service;
 pub mod simulation;
+pub mod stats;
 
 #[cfg(feature = "aws")]
 pub mod aws;

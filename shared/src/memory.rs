@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
+use crate::stats::{Metric, StatCount, StatScope};
 use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, OutgoingEmail, PortError, Publisher, ScheduledStep, Scheduler, Store, Versioned};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -22,9 +23,12 @@ struct CustomerRecord {
     timeline: Vec<TimelineEntry>,
 }
 
+type StatsTotals = HashMap<(NaiveDate, StatScope, Metric), i64>;
+
 #[derive(Default)]
 pub struct MemoryStore {
     customers: Mutex<HashMap<CustomerId, CustomerRecord>>,
+    stats: Mutex<StatsTotals>,
 }
 
 impl MemoryStore {
@@ -62,6 +66,10 @@ impl Store for MemoryStore {
         let version = current.unwrap_or(0) + 1;
         record.state = Some(Versioned { value: commit.state, version });
         record.timeline.extend(commit.timeline);
+        let mut stats = lock(&self.stats);
+        for count in commit.stats {
+            *stats.entry((count.day, count.scope, count.metric)).or_default() += count.value;
+        }
         Ok(CommitOutcome::Committed { version })
     }
 
@@ -74,6 +82,20 @@ impl Store for MemoryStore {
         let mut entries = lock(&self.customers).get(customer).map(|r| r.timeline.clone()).unwrap_or_default();
         entries.sort_by_key(|e| e.at);
         Ok(entries)
+    }
+
+    async fn stats(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<StatCount>, PortError> {
+        let stats = lock(&self.stats);
+        let rows = stats
+            .iter()
+            .filter(|((day, _, _), _)| (from..=to).contains(day))
+            .map(|((day, scope, metric), value)| StatCount::new(*day, scope.clone(), metric.clone(), *value));
+        Ok(crate::stats::merge(rows))
+    }
+
+    async fn erase(&self, customer: &CustomerId) -> Result<(), PortError> {
+        lock(&self.customers).remove(customer);
+        Ok(())
     }
 }
 

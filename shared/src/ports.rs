@@ -2,10 +2,11 @@
 //! (`memory`), a local one (`local`, for `aftercare dev`) and an AWS one (`aws`).
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{CustomerId, CustomerState, Event, EventId, TimelineEntry};
 use crate::engine::DueStep;
+use crate::stats::StatCount;
 
 /// Failures of an adapter. `Retryable` ones (throttling, network) are worth another try.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub struct Commit {
     pub state: CustomerState,
     pub event: Option<Event>,
     pub timeline: Vec<TimelineEntry>,
+    /// Report counters, added in the same atomic write (so a retry never counts twice).
+    pub stats: Vec<StatCount>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,11 @@ pub trait Store: Send + Sync {
     async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError>;
     /// The customer's history, oldest first.
     async fn timeline(&self, customer: &CustomerId) -> Result<Vec<TimelineEntry>, PortError>;
+    /// Report counters of the days `from..=to`, one row per day, scope and metric.
+    async fn stats(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<StatCount>, PortError>;
+    /// Forgets the customer: state, events, dedupe markers and timeline. Counters stay (they
+    /// hold no personal data). Erasing an unknown customer is success.
+    async fn erase(&self, customer: &CustomerId) -> Result<(), PortError>;
 }
 
 #[derive(Debug, Clone, PartialEq)]

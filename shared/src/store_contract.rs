@@ -42,6 +42,7 @@ async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
         state: state.clone(),
         event: Some(event.clone()),
         timeline: vec![TimelineEntry { reason: Some(line.into()), ..TimelineEntry::new(now, TimelineKind::Event) }],
+        stats: vec![],
     };
     assert_eq!(store.commit(commit(None, &state, &first, "first")).await.unwrap(), CommitOutcome::Committed { version: 1 });
     let loaded = store.load(&id).await.unwrap().expect("committed state loads");
@@ -68,7 +69,7 @@ async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
     assert_eq!(reasons, vec!["first", "second"], "only committed lines are on the timeline");
 
     // A commit without an event (a due step) needs only the version.
-    let step = Commit { customer_id: id.clone(), expected_version: Some(2), state: changed.clone(), event: None, timeline: vec![] };
+    let step = Commit { customer_id: id.clone(), expected_version: Some(2), state: changed.clone(), event: None, timeline: vec![], stats: vec![] };
     assert_eq!(store.commit(step).await.unwrap(), CommitOutcome::Committed { version: 3 });
 }
 
@@ -77,7 +78,7 @@ async fn timeline_is_ordered(store: &dyn Store, prefix: &str) {
     let t0 = at("2026-11-20T01:00:00Z");
     let state = CustomerState::new(id.clone(), t0);
     let line = |minutes: i64, kind| TimelineEntry { reason: Some(format!("m{minutes}")), ..TimelineEntry::new(t0 + Duration::minutes(minutes), kind) };
-    let commit = Commit { customer_id: id.clone(), expected_version: None, state, event: None, timeline: vec![line(5, TimelineKind::Entered), line(0, TimelineKind::Event)] };
+    let commit = Commit { customer_id: id.clone(), expected_version: None, state, event: None, timeline: vec![line(5, TimelineKind::Entered), line(0, TimelineKind::Event)], stats: vec![] };
     assert!(matches!(store.commit(commit).await.unwrap(), CommitOutcome::Committed { .. }));
     store.append_timeline(&id, &[line(10, TimelineKind::Sent), line(7, TimelineKind::Failed)]).await.unwrap();
     let reasons: Vec<_> = store.timeline(&id).await.unwrap().into_iter().filter_map(|e| e.reason).collect();
@@ -90,7 +91,7 @@ async fn customers_are_isolated(store: &dyn Store, prefix: &str) {
     let now = at("2026-11-20T01:00:00Z");
     let shared_event = event("evt-shared", a.as_str());
     for id in [&a, &b] {
-        let commit = Commit { customer_id: id.clone(), expected_version: None, state: CustomerState::new(id.clone(), now), event: Some(shared_event.clone()), timeline: vec![] };
+        let commit = Commit { customer_id: id.clone(), expected_version: None, state: CustomerState::new(id.clone(), now), event: Some(shared_event.clone()), timeline: vec![], stats: vec![] };
         assert_eq!(store.commit(commit).await.unwrap(), CommitOutcome::Committed { version: 1 }, "event ids are per customer");
     }
     assert_eq!(store.load(&b).await.unwrap().unwrap().value.profile.id, b);

@@ -1,10 +1,10 @@
-use aftercare_core::service::api::{self, ApiKeys, ApiRequest};
+use aftercare_core::service::api::{self, AccessKeys, ApiRequest};
 use aftercare_core::service::App;
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::{Body, Error, Request, Response};
 
 /// Maps one API Gateway request to the shared API and its answer back.
-pub async fn handle(app: &App, keys: &ApiKeys, request: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(app: &App, keys: &AccessKeys, request: Request) -> Result<Response<Body>, Error> {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let body: &[u8] = match request.body() {
         Body::Empty => b"",
@@ -15,7 +15,7 @@ pub async fn handle(app: &App, keys: &ApiKeys, request: Request) -> Result<Respo
     let response = api::handle(
         app,
         keys,
-        ApiRequest { method: request.method().as_str(), path: request.uri().path(), authorization: header("authorization"), content_type: header("content-type"), body },
+        ApiRequest { method: request.method().as_str(), path: request.uri().path(), query: request.uri().query(), authorization: header("authorization"), content_type: header("content-type"), body },
     )
     .await;
     let (content_type, body) = match response.html {

@@ -2,20 +2,28 @@
 //!   `S`                     state: profile, enrollments, recent sends (JSON) and version `v`
 //!   `D#<event id>`          the event as received; its existence is the dedupe check
 //!   `T#<at>#<order>`        the timeline lines one commit wrote (decisions with reasons)
-//! A commit is one TransactWriteItems of these three items. Capacity units are counted per
+//! Report counters live in their own partitions, `pk = STATS#<shard>`, `sk = <day>#<scope>`,
+//! one number attribute per metric. The shard is chosen by customer, so concurrent commits
+//! of different customers rarely touch the same counter item (a transaction conflict).
+//! A commit is one TransactWriteItems of these three items plus one counter update per day and scope. Capacity units are counted per
 //! call from item sizes with DynamoDB's billing rules (emulators do not report them all).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Put, ReturnConsumedCapacity, TransactWriteItem, Update, WriteRequest};
 use aws_sdk_dynamodb::Client;
-use chrono::{Duration, SecondsFormat, Utc};
+use chrono::{Duration, NaiveDate, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
 
 use super::classify;
 use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
 use crate::ports::{Commit, CommitOutcome, PortError, Store, Versioned};
+use crate::stats::{Metric, StatCount, StatScope};
+
+/// Counter partitions: enough to spread a busy day's writes, few enough to read a report cheaply.
+const STAT_SHARDS: u8 = 8;
 
 /// Events, dedupe markers and timeline lines expire after this (DynamoDB TTL).
 const HISTORY_DAYS: i64 = 400;
@@ -96,7 +104,44 @@ fn timeline_sort_key(first: &TimelineEntry, order: &str) -> String {
     format!("T#{}#{order}", first.at.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
+fn stats_shard(customer: &CustomerId) -> u8 {
+    Sha256::digest(customer.as_str().as_bytes())[0] % STAT_SHARDS
+}
+
+fn stats_sort_key(day: NaiveDate, scope: &StatScope) -> String {
+    format!("{day}#{}", scope.encode())
+}
+
 impl DynamoStore {
+    /// One ADD per counter item: the commit's increments grouped by day and scope.
+    fn counter_updates(&self, customer: &CustomerId, stats: &[StatCount]) -> Result<Vec<(Update, usize)>, PortError> {
+        let mut items: std::collections::BTreeMap<(NaiveDate, &StatScope), Vec<(String, i64)>> = std::collections::BTreeMap::new();
+        for count in stats {
+            let metrics = items.entry((count.day, &count.scope)).or_default();
+            match metrics.iter_mut().find(|(name, _)| *name == count.metric.name()) {
+                Some((_, value)) => *value += count.value,
+                None => metrics.push((count.metric.name(), count.value)),
+            }
+        }
+        let shard = stats_shard(customer);
+        items
+            .into_iter()
+            .map(|((day, scope), metrics)| {
+                let sort_key = stats_sort_key(day, scope);
+                let mut size = sort_key.len() + 12;
+                let mut update = Update::builder().table_name(&self.table).key("pk", s(format!("STATS#{shard}"))).key("sk", s(sort_key));
+                let mut adds = Vec::new();
+                for (i, (name, value)) in metrics.iter().enumerate() {
+                    size += name.len() + 8;
+                    adds.push(format!("#m{i} :v{i}"));
+                    update = update.expression_attribute_names(format!("#m{i}"), name).expression_attribute_values(format!(":v{i}"), AttributeValue::N(value.to_string()));
+                }
+                let update = update.update_expression(format!("ADD {}", adds.join(", "))).build().map_err(build_error)?;
+                Ok((update, size))
+            })
+            .collect()
+    }
+
     pub fn new(client: Client, table: String) -> Self {
         Self { client, table, usage: Usage::default() }
     }
@@ -179,8 +224,12 @@ impl Store for DynamoStore {
             );
         }
         puts.extend(self.timeline_put(&commit.customer_id, &commit.timeline, &format!("{version:010}"))?);
-        let sizes: Vec<usize> = puts.iter().map(|p| item_size(p.item())).collect();
-        let items = puts.into_iter().map(|p| TransactWriteItem::builder().put(p).build()).collect();
+        let mut sizes: Vec<usize> = puts.iter().map(|p| item_size(p.item())).collect();
+        let mut items: Vec<TransactWriteItem> = puts.into_iter().map(|p| TransactWriteItem::builder().put(p).build()).collect();
+        for (update, size) in self.counter_updates(&commit.customer_id, &commit.stats)? {
+            sizes.push(size);
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
         let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         self.usage.transact_write(&sizes);
         match result {
@@ -245,5 +294,98 @@ impl Store for DynamoStore {
         // Lines of one write can span instants; keep time order, write order on ties.
         entries.sort_by_key(|e| e.at);
         Ok(entries)
+    }
+
+    async fn stats(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<StatCount>, PortError> {
+        let mut counts = Vec::new();
+        for shard in 0..STAT_SHARDS {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                    .expression_attribute_values(":pk", s(format!("STATS#{shard}")))
+                    .expression_attribute_values(":from", s(format!("{from}#")))
+                    .expression_attribute_values(":to", s(format!("{to}#~")))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| classify("read stats", &e))?;
+                // Eventually consistent: half a unit per 4 KB.
+                self.usage.read(out.items().iter().map(item_size).sum::<usize>() / 2);
+                for item in out.items() {
+                    let sort_key = item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
+                    let decoded = sort_key.split_once('#').and_then(|(day, scope)| Some((day.parse::<NaiveDate>().ok()?, StatScope::decode(scope)?)));
+                    let Some((day, scope)) = decoded else {
+                        return Err(PortError::Fatal(format!("counter item {sort_key:?} does not decode")));
+                    };
+                    for (name, value) in item {
+                        let (Some(metric), Ok(n)) = (Metric::parse(name), value.as_n()) else { continue };
+                        counts.push(StatCount::new(day, scope.clone(), metric, n.parse().unwrap_or(0)));
+                    }
+                }
+                start = out.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(crate::stats::merge(counts))
+    }
+
+    async fn erase(&self, customer: &CustomerId) -> Result<(), PortError> {
+        // Everything of the customer is in their partition: read the keys, delete in batches.
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", pk(customer))
+                .projection_expression("pk, sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("list customer items", &e))?;
+            self.usage.read(out.items().iter().map(item_size).sum());
+            keys.extend(out.items().iter().filter_map(|item| item.get("sk").cloned()));
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|sk| {
+                    let delete = DeleteRequest::builder().key("pk", pk(customer)).key("sk", sk.clone()).build().map_err(build_error)?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<_, PortError>>()?;
+            for _ in 0..8 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| classify("erase customer", &e))?;
+                self.usage.write(0);
+                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            if !requests.is_empty() {
+                return Err(PortError::Retryable(format!("customer {customer}: {} items left after erase retries", requests.len())));
+            }
+        }
+        Ok(())
     }
 }

@@ -186,10 +186,23 @@ pub struct SendRecord {
     pub marketing: bool,
     #[serde(default)]
     pub message_id: Option<String>,
+    /// The A/B variant of the enrollment when it sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     #[serde(default)]
-    pub opened: bool,
-    #[serde(default)]
-    pub clicked: bool,
+    pub delivered: bool,
+    /// The first open and click (a click counts as an open).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clicked_at: Option<DateTime<Utc>>,
+}
+
+impl SendRecord {
+    /// The counters this email's feedback and conversions add to.
+    pub fn stats_key(&self) -> crate::stats::EmailKey {
+        crate::stats::EmailKey { flow: self.flow.clone(), step: self.step_id.clone(), template: self.template.clone(), variant: self.variant.clone() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

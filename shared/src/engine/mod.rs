@@ -1,6 +1,7 @@
 //! The pure state machine: `decide(state, input, now) -> Decision`. No I/O, no clock, no AWS.
 //! The service loads the state, calls `decide`, commits, then carries out the effects.
 
+mod measure;
 mod recommend;
 mod rules;
 mod timing;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Profile, SendRecord, TimelineEntry, TimelineKind};
+use crate::stats::{Metric, StatCount};
 use crate::flow::{Category, CustomerDate, EnrollmentKey, Flow, FlowSet, StepKind, Trigger, WaitLength};
 
 /// How long an ended per-order enrollment is remembered (so the order never re-enters).
@@ -96,6 +98,8 @@ pub struct Decision {
     pub state: CustomerState,
     pub effects: Vec<Effect>,
     pub timeline: Vec<TimelineEntry>,
+    /// Report counters to add with the commit.
+    pub stats: Vec<StatCount>,
     /// False when nothing changed (a stale or duplicate callback): nothing to commit.
     pub changed: bool,
 }
@@ -110,7 +114,7 @@ impl Decision {
 }
 
 pub fn decide(flows: &FlowSet, state: Option<CustomerState>, input: Input<'_>, now: DateTime<Utc>) -> Decision {
-    let mut run = Run { flows, effects: Vec::new(), timeline: Vec::new(), now };
+    let mut run = Run { flows, effects: Vec::new(), timeline: Vec::new(), stats: Vec::new(), now };
     let (mut state, changed) = match input {
         Input::Event(event) => {
             let mut state = state.unwrap_or_else(|| CustomerState::new(event.customer.id.clone(), now));
@@ -129,7 +133,7 @@ pub fn decide(flows: &FlowSet, state: Option<CustomerState>, input: Input<'_>, n
     if changed {
         prune(&mut state, now);
     }
-    Decision { state, effects: run.effects, timeline: run.timeline, changed }
+    Decision { state, effects: run.effects, timeline: run.timeline, stats: run.stats, changed }
 }
 
 fn prune(state: &mut CustomerState, now: DateTime<Utc>) {
@@ -144,6 +148,7 @@ struct Run<'f> {
     flows: &'f FlowSet,
     effects: Vec<Effect>,
     timeline: Vec<TimelineEntry>,
+    stats: Vec<StatCount>,
     now: DateTime<Utc>,
 }
 
@@ -176,9 +181,11 @@ impl<'f> Run<'f> {
     }
 
     fn on_event(&mut self, state: &mut CustomerState, event: &Event) {
+        let before = measure::Before::of(&state.profile);
         state.profile.apply(event);
-        self.timeline.push(TimelineEntry::for_event(event, self.now));
-        self.record_engagement(state, event);
+        let mut line = TimelineEntry::for_event(event, self.now);
+        line.reason = self.measure_event(state, event, &before);
+        self.timeline.push(line);
         self.apply_exits(state, event);
         self.resume_waiting(state, event);
         for flow in &self.flows.flows {
@@ -294,46 +301,6 @@ impl<'f> Run<'f> {
         };
         self.timeline.push(self.entry(TimelineKind::Entered, &enrollment));
         self.advance(state, enrollment, flow, 0);
-    }
-
-    /// Opens and clicks mark the send they belong to, and its enrollment (for `enrollment.opened`).
-    fn record_engagement(&mut self, state: &mut CustomerState, event: &Event) {
-        let opened = match event.event_type.as_str() {
-            "email_opened" => true,
-            "email_clicked" => false,
-            _ => return,
-        };
-        let Some(email) = &event.email else { return };
-        let matches = |s: &SendRecord| {
-            if let (Some(id), Some(sent)) = (&email.message_id, &s.message_id) {
-                return id == sent;
-            }
-            if let Some(tag) = &email.enrollment {
-                return *tag == enrollment_tag(&s.enrollment_id) && email.step.as_ref().is_none_or(|step| *step == s.step_id);
-            }
-            email.flow.as_ref().is_some_and(|f| *f == s.flow)
-                && email.step.as_ref().is_none_or(|step| *step == s.step_id)
-                && email.template.as_ref().is_none_or(|t| *t == s.template)
-        };
-        let Some(send) = state.recent_sends.iter_mut().rev().find(|s| matches(s)) else { return };
-        if opened {
-            send.opened = true;
-        } else {
-            send.clicked = true;
-            send.opened = true; // a click implies the email was opened
-        }
-        let (enrollment_id, step_id) = (send.enrollment_id.clone(), send.step_id.clone());
-        if let Some(enrollment) = state.enrollments.iter_mut().find(|e| e.id == enrollment_id) {
-            let mark = |list: &mut Vec<String>| {
-                if !list.contains(&step_id) {
-                    list.push(step_id.clone());
-                }
-            };
-            mark(&mut enrollment.opened);
-            if !opened {
-                mark(&mut enrollment.clicked);
-            }
-        }
     }
 
     fn apply_exits(&mut self, state: &mut CustomerState, event: &Event) {
@@ -662,9 +629,14 @@ impl<'f> Run<'f> {
                     template: template_name.clone(),
                     marketing: flow.category == Category::Marketing,
                     message_id: None,
-                    opened: false,
-                    clicked: false,
+                    variant: enrollment.variant.clone(),
+                    delivered: false,
+                    opened_at: None,
+                    clicked_at: None,
                 });
+                if let Some(record) = state.recent_sends.last() {
+                    self.count_email(record, Metric::Sent, 1);
+                }
                 state.profile.last_sent.insert(flow.id.clone(), self.now);
                 self.effects.push(Effect::Send(SendIntent {
                     enrollment_id: enrollment.id.clone(),

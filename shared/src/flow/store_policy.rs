@@ -26,6 +26,12 @@ pub struct StorePolicy {
     pub quiet_hours: Option<QuietHours>,
     pub smart_sending_hours: u32,
     pub vip_thresholds: BTreeMap<String, Decimal>,
+    /// The currency reports show revenue per recipient in (ISO 4217).
+    pub currency: String,
+    /// An order this long after a click (else an open) of a marketing email is credited to it.
+    pub attribution_window: chrono::Duration,
+    /// A customer counts as active this many days after their last order (retention reports).
+    pub active_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +74,49 @@ struct RawStore {
     smart_sending_hours: u32,
     #[serde(default)]
     vip_thresholds: BTreeMap<String, Decimal>,
+    #[serde(default = "default_currency")]
+    currency: String,
+    #[serde(default)]
+    attribution: RawAttribution,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttribution {
+    #[serde(default = "default_attribution_window")]
+    window: String,
+}
+
+impl Default for RawAttribution {
+    fn default() -> Self {
+        Self { window: default_attribution_window() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    #[serde(default = "default_active_days")]
+    active_days: u32,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        Self { active_days: default_active_days() }
+    }
+}
+
+fn default_currency() -> String {
+    "JPY".into()
+}
+fn default_attribution_window() -> String {
+    "5d".into()
+}
+/// A quarter: a coffee buyer who has not reordered in three months has lapsed.
+fn default_active_days() -> u32 {
+    90
 }
 
 #[derive(Deserialize)]
@@ -118,6 +167,16 @@ impl StorePolicy {
         let mut vip_thresholds: BTreeMap<String, Decimal> =
             [("JPY", 30000), ("USD", 200), ("EUR", 200)].into_iter().map(|(c, v)| (c.to_owned(), Decimal::from(v))).collect();
         vip_thresholds.extend(raw.vip_thresholds);
+        let attribution_window = super::duration::parse_duration(&raw.attribution.window).map_err(|e| err(format!("attribution.window: {e}")))?;
+        if attribution_window <= chrono::Duration::zero() {
+            return Err(err(format!("attribution.window: {:?} must be longer than zero", raw.attribution.window)));
+        }
+        if raw.retention.active_days == 0 || raw.retention.active_days > 3650 {
+            return Err(err(format!("retention.active_days: {} must be between 1 and 3650", raw.retention.active_days)));
+        }
+        if raw.currency.len() != 3 || !raw.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(err(format!("currency: {:?} is not an ISO 4217 code like JPY", raw.currency)));
+        }
         let mut locales = raw.locales;
         if !locales.contains(&raw.default_locale) {
             locales.insert(0, raw.default_locale.clone());
@@ -136,6 +195,9 @@ impl StorePolicy {
             quiet_hours,
             smart_sending_hours: raw.smart_sending_hours,
             vip_thresholds,
+            currency: raw.currency,
+            attribution_window,
+            active_days: raw.retention.active_days,
         })
     }
 }

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
 use crate::engine::DueStep;
+use crate::stats::{Metric, StatCount, StatScope};
 use crate::ports::{Commit, CommitOutcome, EmailSent, Mailer, OutgoingEmail, PortError, Publisher, ScheduledStep, Scheduler, Store, Versioned};
 
 const SCHEMA: &str = "
@@ -19,6 +20,8 @@ CREATE TABLE IF NOT EXISTS seen_events (customer TEXT NOT NULL, event_id TEXT NO
 CREATE TABLE IF NOT EXISTS timeline (seq INTEGER PRIMARY KEY AUTOINCREMENT, customer TEXT NOT NULL, at TEXT NOT NULL, entry TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS timeline_by_customer ON timeline (customer, at, seq);
 CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, at TEXT NOT NULL, due TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stats (day TEXT NOT NULL, scope TEXT NOT NULL, metric TEXT NOT NULL, value INTEGER NOT NULL,
+                                  PRIMARY KEY (day, scope, metric));
 ";
 
 fn sql_error(e: rusqlite::Error) -> PortError {
@@ -121,6 +124,13 @@ impl Store for SqliteStore {
         )
         .map_err(sql_error)?;
         insert_timeline(&tx, &commit.customer_id, &commit.timeline)?;
+        for count in &commit.stats {
+            tx.execute(
+                "INSERT INTO stats (day, scope, metric, value) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(day, scope, metric) DO UPDATE SET value = value + ?4",
+                params![count.day.to_string(), count.scope.encode(), count.metric.name(), count.value],
+            )
+            .map_err(sql_error)?;
+        }
         tx.commit().map_err(sql_error)?;
         Ok(CommitOutcome::Committed { version: version as u64 })
     }
@@ -135,6 +145,32 @@ impl Store for SqliteStore {
         let mut statement = conn.prepare("SELECT entry FROM timeline WHERE customer = ?1 ORDER BY at, seq").map_err(sql_error)?;
         let rows = statement.query_map([customer.as_str()], |r| r.get::<_, String>(0)).map_err(sql_error)?;
         rows.map(|row| serde_json::from_str(&row.map_err(sql_error)?).map_err(json_error)).collect()
+    }
+
+    async fn stats(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<StatCount>, PortError> {
+        let conn = self.db.lock();
+        let mut statement = conn.prepare("SELECT day, scope, metric, value FROM stats WHERE day >= ?1 AND day <= ?2").map_err(sql_error)?;
+        let rows = statement
+            .query_map([from.to_string(), to.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)))
+            .map_err(sql_error)?;
+        let mut counts = Vec::new();
+        for row in rows {
+            let (day, scope, metric, value) = row.map_err(sql_error)?;
+            let (Ok(day), Some(scope), Some(metric)) = (day.parse::<NaiveDate>(), StatScope::decode(&scope), Metric::parse(&metric)) else {
+                return Err(PortError::Fatal(format!("stats row ({day}, {scope}, {metric}) does not decode")));
+            };
+            counts.push(StatCount::new(day, scope, metric, value));
+        }
+        Ok(counts)
+    }
+
+    async fn erase(&self, customer: &CustomerId) -> Result<(), PortError> {
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(sql_error)?;
+        for table in ["DELETE FROM customers WHERE id = ?1", "DELETE FROM seen_events WHERE customer = ?1", "DELETE FROM timeline WHERE customer = ?1"] {
+            tx.execute(table, [customer.as_str()]).map_err(sql_error)?;
+        }
+        tx.commit().map_err(sql_error)
     }
 }
 

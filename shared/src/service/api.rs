@@ -1,17 +1,22 @@
 //! The HTTP API, independent of the server: the ingest Lambda (API Gateway) and
 //! `aftercare dev` (axum) both map their requests to `ApiRequest` and back.
 
+use chrono::NaiveDate;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{preferences, App, ServiceError};
+use crate::domain::CustomerId;
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub struct ApiRequest<'a> {
     pub method: &'a str,
+    /// Percent-encoded, as received.
     pub path: &'a str,
+    /// The query string without `?`.
+    pub query: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
@@ -87,19 +92,34 @@ impl ApiKeys {
     }
 }
 
-pub async fn handle(app: &App, keys: &ApiKeys, request: ApiRequest<'_>) -> ApiResponse {
+/// Who may call what: storefronts ingest; support staff (a separate key) read reports and
+/// timelines, export and erase customers. Without admin keys those routes are off.
+#[derive(Debug, Clone)]
+pub struct AccessKeys {
+    pub ingest: ApiKeys,
+    pub admin: Option<ApiKeys>,
+}
+
+fn bearer<'a>(request: &ApiRequest<'a>) -> Option<&'a str> {
+    request.authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))).map(str::trim)
+}
+
+pub async fn handle(app: &App, keys: &AccessKeys, request: ApiRequest<'_>) -> ApiResponse {
     let path = request.path.trim_end_matches('/');
     if let Some(token) = path.strip_prefix("/u/") {
         return preference_link(app, token, request).await;
     }
+    if path == "/v1/reports/flows" || path.starts_with("/v1/customers/") {
+        return admin(app, keys.admin.as_ref(), path, request).await;
+    }
+    let keys = &keys.ingest;
     if path != "/v1/events" {
         return ApiResponse::error(404, "not_found", format!("no route for {} {}", request.method, request.path), None, None);
     }
     if request.method != "POST" {
         return ApiResponse::error(405, "method_not_allowed", format!("{} is not allowed on /v1/events; use POST", request.method), None, None);
     }
-    let presented = request.authorization.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
-    if !presented.is_some_and(|key| keys.verify(key.trim())) {
+    if !bearer(&request).is_some_and(|key| keys.verify(key)) {
         return ApiResponse::error(401, "unauthorized", "missing or invalid API key: send Authorization: Bearer <key>", None, None);
     }
     let is_json = request
@@ -132,15 +152,102 @@ pub async fn handle(app: &App, keys: &ApiKeys, request: ApiRequest<'_>) -> ApiRe
     };
     match app.ingest_json(&events).await {
         Ok(report) => ApiResponse { status: 202, body: json!({"accepted": report.accepted, "duplicates": report.duplicates}), html: None },
-        Err(ServiceError::Invalid { index, error }) => ApiResponse::error(400, error.code, error.message, Some(&error.field), index),
-        Err(ServiceError::Retryable(message)) => {
-            tracing::warn!(%message, "ingest failed, client should retry");
-            ApiResponse::error(503, "unavailable", "temporary failure; retry with the same event ids", None, None)
+        Err(e) => service_error(e, "retry with the same event ids"),
+    }
+}
+
+fn service_error(error: ServiceError, retry_hint: &str) -> ApiResponse {
+    match error {
+        ServiceError::Invalid { index, error } => ApiResponse::error(400, error.code, error.message, Some(&error.field), index),
+        ServiceError::Retryable(message) => {
+            tracing::warn!(%message, "request failed, client should retry");
+            ApiResponse::error(503, "unavailable", format!("temporary failure; {retry_hint}"), None, None)
         }
-        Err(ServiceError::Fatal(message)) => {
-            tracing::error!(%message, "ingest failed");
+        ServiceError::Fatal(message) => {
+            tracing::error!(%message, "request failed");
             ApiResponse::error(500, "internal", "internal error", None, None)
         }
+    }
+}
+
+fn ok(body: Value) -> ApiResponse {
+    ApiResponse { status: 200, body, html: None }
+}
+
+/// `from` / `to` query parameters as UTC days; missing ones default to the last 30 days.
+fn report_range(app: &App, query: Option<&str>) -> Result<(NaiveDate, NaiveDate), ApiResponse> {
+    let (default_from, default_to) = App::default_report_range(app.ports.clock.now());
+    let mut range = (default_from, default_to);
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match name {
+            "from" => &mut range.0,
+            "to" => &mut range.1,
+            other => return Err(ApiResponse::error(400, "unknown_parameter", format!("unknown query parameter {other:?}; use from and to"), Some(other), None)),
+        };
+        *slot = value
+            .parse::<NaiveDate>()
+            .map_err(|_| ApiResponse::error(400, "invalid_date", format!("{name}: {value:?} is not a date (YYYY-MM-DD)"), Some(name), None))?;
+    }
+    if range.0 > range.1 {
+        return Err(ApiResponse::error(400, "invalid_range", format!("from {} is after to {}", range.0, range.1), Some("from"), None));
+    }
+    if (range.1 - range.0).num_days() > 3660 {
+        return Err(ApiResponse::error(400, "invalid_range", "a report covers at most 10 years", Some("from"), None));
+    }
+    Ok(range)
+}
+
+async fn admin(app: &App, keys: Option<&ApiKeys>, path: &str, request: ApiRequest<'_>) -> ApiResponse {
+    let Some(keys) = keys else {
+        return ApiResponse::error(403, "admin_disabled", "the admin API is off: configure admin key hashes (ADMIN_KEY_HASHES) to use it", None, None);
+    };
+    if !bearer(&request).is_some_and(|key| keys.verify(key)) {
+        return ApiResponse::error(401, "unauthorized", "missing or invalid admin key: send Authorization: Bearer <admin key> (ingest keys are not admin keys)", None, None);
+    }
+    if path == "/v1/reports/flows" {
+        if request.method != "GET" {
+            return ApiResponse::error(405, "method_not_allowed", format!("{} is not allowed on {path}; use GET", request.method), None, None);
+        }
+        let (from, to) = match report_range(app, request.query) {
+            Ok(range) => range,
+            Err(response) => return response,
+        };
+        return match app.report(from, to).await {
+            Ok(report) => ok(serde_json::to_value(&report).unwrap_or(Value::Null)),
+            Err(e) => service_error(e, "retry"),
+        };
+    }
+    let rest = path.trim_start_matches("/v1/customers/");
+    let (raw_id, action) = match rest.rsplit_once('/') {
+        Some((id, action @ ("timeline" | "export"))) => (id, action),
+        _ => (rest, ""),
+    };
+    let decoded = percent_encoding::percent_decode_str(raw_id).decode_utf8_lossy();
+    let customer = match CustomerId::parse(&decoded) {
+        Ok(id) => id,
+        Err(e) => return ApiResponse::error(400, "invalid", format!("customer_id: {e}"), Some("customer_id"), None),
+    };
+    match (request.method, action) {
+        ("GET", "timeline") => match app.ports.store.load(&customer).await {
+            Ok(None) => ApiResponse::error(404, "not_found", format!("no customer {customer:?}"), Some("customer_id"), None),
+            Ok(Some(_)) => match app.ports.store.timeline(&customer).await {
+                Ok(timeline) => ok(json!({"customer_id": customer.as_str(), "timeline": timeline})),
+                Err(e) => service_error(e.into(), "retry"),
+            },
+            Err(e) => service_error(e.into(), "retry"),
+        },
+        ("GET", "export") => match app.export_customer(&customer).await {
+            Ok(Some(export)) => ok(export),
+            Ok(None) => ApiResponse::error(404, "not_found", format!("no customer {customer:?}"), Some("customer_id"), None),
+            Err(e) => service_error(e, "retry"),
+        },
+        ("DELETE", "") => match app.erase_customer(&customer).await {
+            Ok(existed) => ok(json!({"customer_id": customer.as_str(), "erased": true, "existed": existed})),
+            Err(e) => service_error(e, "retry the erase; it is idempotent"),
+        },
+        (method, "") => ApiResponse::error(405, "method_not_allowed", format!("{method} is not allowed on {path}; use DELETE, or GET …/timeline or …/export"), None, None),
+        (method, _) => ApiResponse::error(405, "method_not_allowed", format!("{method} is not allowed on {path}; use GET"), None, None),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Use cases: ingest events, run a due step, take SES feedback. Generic over the ports;
 //! the same code runs in the Lambdas, in `aftercare dev` and in the simulator.
 
+mod admin;
 pub mod api;
 pub mod feedback;
 pub mod mail;
@@ -245,7 +246,14 @@ impl App {
                 Input::Event(e) => Some((*e).clone()),
                 Input::Due(_) => None,
             };
-            let commit = Commit { customer_id: customer.clone(), expected_version, state: decision.state.clone(), event, timeline: decision.timeline.clone() };
+            let commit = Commit {
+                customer_id: customer.clone(),
+                expected_version,
+                state: decision.state.clone(),
+                event,
+                timeline: decision.timeline.clone(),
+                stats: decision.stats.clone(),
+            };
             match ports.store.commit(commit).await? {
                 CommitOutcome::Committed { .. } => {
                     committed = Some(decision);
@@ -376,6 +384,11 @@ fn mark(decision: &mut Decision, send: &SendIntent, kind: TimelineKind, message_
     }
     if let Some(record) = decision.state.recent_sends.iter_mut().rev().find(|r| r.flow == send.flow && r.step_id == send.step_id) {
         record.message_id = message_id;
+        if kind == TimelineKind::Failed {
+            // Never sent: not counted as sent either.
+            let scope = crate::stats::StatScope::Email(record.stats_key());
+            decision.stats.retain(|s| !(s.metric == crate::stats::Metric::Sent && s.scope == scope));
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use crate::domain::CustomerId;
 use crate::ports::Store;
 use crate::testing::{at, email_bounced, memory_app, order_placed, order_shipped, repo_flows};
 
-use super::api::{handle, ApiKeys, ApiRequest};
+use super::api::{handle, AccessKeys, ApiKeys, ApiRequest};
 use super::ServiceError;
 
 fn customer(id: &str) -> CustomerId {
@@ -116,7 +116,7 @@ async fn feedback_for_unknown_customers_is_dropped() {
 #[tokio::test]
 async fn http_api_status_codes() {
     let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
-    let keys = ApiKeys::from_plain_key("secret");
+    let keys = AccessKeys { ingest: ApiKeys::from_plain_key("secret"), admin: None };
     let body = serde_json::to_vec(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
     let request = |auth: Option<&'static str>, content_type: Option<&'static str>, body: Vec<u8>| (auth, content_type, body);
     let cases = vec![
@@ -129,7 +129,7 @@ async fn http_api_status_codes() {
         (request(Some("Bearer secret"), Some("application/json"), b"{nope".to_vec()), 400, json!(null)),
     ];
     for ((auth, content_type, body), status, expected) in cases {
-        let response = handle(&m.app, &keys, ApiRequest { method: "POST", path: "/v1/events", authorization: auth, content_type, body: &body }).await;
+        let response = handle(&m.app, &keys, ApiRequest { method: "POST", path: "/v1/events", query: None, authorization: auth, content_type, body: &body }).await;
         assert_eq!(response.status, status, "{auth:?} {content_type:?}: {}", response.body);
         if !expected.is_null() {
             assert_eq!(response.body, expected);
@@ -140,12 +140,12 @@ async fn http_api_status_codes() {
     let mut bad = order_placed("e9", "c9", "A9", "2026-11-20T10:15:00+09:00");
     bad["customer"]["email"] = json!("nope");
     let batch = serde_json::to_vec(&json!({"events": [order_placed("e8", "c8", "A8", "2026-11-20T10:15:00+09:00"), bad]})).unwrap();
-    let response = handle(&m.app, &keys, ApiRequest { method: "POST", path: "/v1/events", authorization: Some("Bearer secret"), content_type: Some("application/json"), body: &batch }).await;
+    let response = handle(&m.app, &keys, ApiRequest { method: "POST", path: "/v1/events", query: None, authorization: Some("Bearer secret"), content_type: Some("application/json"), body: &batch }).await;
     assert_eq!(response.status, 400);
     assert_eq!(response.body["error"]["field"], "customer.email");
     assert_eq!(response.body["error"]["index"], 1);
     assert!(m.store.load(&customer("c8")).await.unwrap().is_none(), "nothing of the batch was written");
-    let missing = handle(&m.app, &keys, ApiRequest { method: "GET", path: "/v1/nothing", authorization: None, content_type: None, body: b"" }).await;
+    let missing = handle(&m.app, &keys, ApiRequest { method: "GET", path: "/v1/nothing", query: None, authorization: None, content_type: None, body: b"" }).await;
     assert_eq!(missing.status, 404);
 }
 
@@ -171,9 +171,9 @@ async fn marketing_carries_one_click_unsubscribe_and_receipts_do_not() {
     assert!(sent[1].1.html.contains(&url), "the footer links the same page");
 
     // The one-click POST a mailbox provider makes unsubscribes at once.
-    let keys = ApiKeys::from_plain_key("unused");
+    let keys = AccessKeys { ingest: ApiKeys::from_plain_key("unused"), admin: None };
     let path = url.trim_start_matches("https://shop.example.com");
-    let post = |body: &'static [u8]| ApiRequest { method: "POST", path, authorization: None, content_type: Some("application/x-www-form-urlencoded"), body };
+    let post = |body: &'static [u8]| ApiRequest { method: "POST", path, query: None, authorization: None, content_type: Some("application/x-www-form-urlencoded"), body };
     let response = handle(&m.app, &keys, post(b"List-Unsubscribe=One-Click")).await;
     assert_eq!(response.status, 200);
     let profile = m.store.load(&customer("c1")).await.unwrap().unwrap().value.profile;
@@ -188,9 +188,9 @@ async fn the_preference_page_unsubscribes_and_resubscribes_without_javascript() 
     order["customer"]["marketing_consent"] = json!(true);
     order["customer"]["locale"] = json!("en-US");
     m.app.ingest_json(&[order]).await.unwrap();
-    let keys = ApiKeys::from_plain_key("unused");
+    let keys = AccessKeys { ingest: ApiKeys::from_plain_key("unused"), admin: None };
     let path = format!("/u/{}", m.app.links.token(&customer("c1")));
-    let request = |method: &'static str, body: &'static [u8]| ApiRequest { method, path: &path, authorization: None, content_type: None, body };
+    let request = |method: &'static str, body: &'static [u8]| ApiRequest { method, path: &path, query: None, authorization: None, content_type: None, body };
 
     let page = handle(&m.app, &keys, request("GET", b"")).await;
     assert_eq!(page.status, 200);
@@ -213,7 +213,7 @@ async fn the_preference_page_unsubscribes_and_resubscribes_without_javascript() 
     // A token edited to name another customer, or junk, is refused and changes nothing.
     let other = m.app.links.token(&customer("c2"));
     let forged = format!("/u/{}.{}", other.split('.').next().unwrap(), path.trim_start_matches("/u/").split('.').nth(1).unwrap());
-    let refused = handle(&m.app, &keys, ApiRequest { method: "POST", path: &forged, authorization: None, content_type: None, body: b"" }).await;
+    let refused = handle(&m.app, &keys, ApiRequest { method: "POST", path: &forged, query: None, authorization: None, content_type: None, body: b"" }).await;
     assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (404, Some("invalid_link")));
-    assert_eq!(handle(&m.app, &keys, ApiRequest { method: "GET", path: "/u/garbage", authorization: None, content_type: None, body: b"" }).await.status, 404);
+    assert_eq!(handle(&m.app, &keys, ApiRequest { method: "GET", path: "/u/garbage", query: None, authorization: None, content_type: None, body: b"" }).await.status, 404);
 }
