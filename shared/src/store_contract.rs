@@ -5,6 +5,7 @@ use chrono::Duration;
 
 use crate::domain::{CustomerId, CustomerState, Event, TimelineEntry, TimelineKind};
 use crate::ports::{Commit, CommitOutcome, Store};
+use crate::stats::{EmailKey, Metric, StatCount, StatScope};
 use crate::testing::{at, order_placed};
 
 fn event(id: &str, customer: &str) -> Event {
@@ -25,6 +26,7 @@ pub async fn run_all(store: &dyn Store, prefix: &str) {
     versions_and_dedupe(store, prefix).await;
     timeline_is_ordered(store, prefix).await;
     customers_are_isolated(store, prefix).await;
+    erase_forgets_the_customer_and_keeps_the_counts(store, prefix).await;
 }
 
 async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
@@ -96,6 +98,44 @@ async fn customers_are_isolated(store: &dyn Store, prefix: &str) {
     }
     assert_eq!(store.load(&b).await.unwrap().unwrap().value.profile.id, b);
     assert!(store.timeline(&b).await.unwrap().is_empty());
+}
+
+async fn erase_forgets_the_customer_and_keeps_the_counts(store: &dyn Store, prefix: &str) {
+    let gone = customer(prefix, "erase-me");
+    let kept = customer(prefix, "erase-keep");
+    let now = at("2026-11-20T01:00:00Z");
+    let day = now.date_naive();
+    let scope = StatScope::Email(EmailKey { flow: format!("{prefix}-flow"), step: "s".into(), template: "t".into(), variant: None });
+    for id in [&gone, &kept] {
+        let first = event("evt-1", id.as_str());
+        let mut state = CustomerState::new(id.clone(), now);
+        state.profile.apply(&first);
+        let commit = Commit {
+            customer_id: id.clone(),
+            expected_version: None,
+            state,
+            event: Some(first),
+            timeline: vec![TimelineEntry::new(now, TimelineKind::Event)],
+            stats: vec![StatCount::new(day, scope.clone(), Metric::Sent, 1), StatCount::new(day, scope.clone(), Metric::Revenue("JPY".into()), 1_280_000)],
+        };
+        assert!(matches!(store.commit(commit).await.unwrap(), CommitOutcome::Committed { .. }));
+        store.append_timeline(id, &[TimelineEntry::new(now, TimelineKind::Sent)]).await.unwrap();
+    }
+    let counts = |rows: Vec<StatCount>| rows.into_iter().filter(|r| r.scope == scope).map(|r| (r.metric, r.value)).collect::<Vec<_>>();
+    let before = counts(store.stats(day, day).await.unwrap());
+    assert_eq!(before, vec![(Metric::Sent, 2), (Metric::Revenue("JPY".into()), 2_560_000)], "counters add up across customers");
+
+    store.erase(&gone).await.unwrap();
+    assert_eq!(store.load(&gone).await.unwrap(), None);
+    assert!(!store.event_seen(&gone, &event("evt-1", gone.as_str()).id).await.unwrap(), "dedupe markers go too");
+    assert!(store.timeline(&gone).await.unwrap().is_empty());
+    assert_eq!(counts(store.stats(day, day).await.unwrap()), before, "counts stay: they name no one");
+    assert!(store.load(&kept).await.unwrap().is_some(), "only that customer is erased");
+    assert_eq!(store.timeline(&kept).await.unwrap().len(), 2);
+    store.erase(&gone).await.unwrap();
+    // The same id can start over as a new customer.
+    let again = Commit { customer_id: gone.clone(), expected_version: None, state: CustomerState::new(gone.clone(), now), event: Some(event("evt-1", gone.as_str())), timeline: vec![], stats: vec![] };
+    assert_eq!(store.commit(again).await.unwrap(), CommitOutcome::Committed { version: 1 });
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ impl Store for SqliteStore {
             };
             counts.push(StatCount::new(day, scope, metric, value));
         }
-        Ok(counts)
+        Ok(crate::stats::merge(counts))
     }
 
     async fn erase(&self, customer: &CustomerId) -> Result<(), PortError> {
@@ -291,8 +291,17 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_store_passes_the_contract() {
-        let store = SqliteStore::new(LocalDb::in_memory().unwrap());
+        let db = LocalDb::in_memory().unwrap();
+        let store = SqliteStore::new(db.clone());
         crate::store_contract::run_all(&store, "sqlite").await;
+        // Erased: no row of any table mentions the customer any more (the contract re-created
+        // the id as a bare new customer at the end; that row is the only one allowed).
+        let conn = db.lock();
+        let mentions = |sql: &str| conn.query_row(sql, ["%sqlite-erase-me%"], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(mentions("SELECT COUNT(*) FROM timeline WHERE customer LIKE ?1 OR entry LIKE ?1"), 0);
+        assert_eq!(mentions("SELECT COUNT(*) FROM stats WHERE scope LIKE ?1 OR metric LIKE ?1"), 0);
+        assert_eq!(mentions("SELECT COUNT(*) FROM seen_events WHERE customer LIKE ?1 OR body LIKE ?1"), 1, "only the new evt-1");
+        assert_eq!(mentions("SELECT COUNT(*) FROM customers WHERE id LIKE ?1 AND state LIKE '%example.jp%'"), 0);
     }
 
     #[tokio::test]

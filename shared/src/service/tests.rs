@@ -217,3 +217,58 @@ async fn the_preference_page_unsubscribes_and_resubscribes_without_javascript() 
     assert_eq!((refused.status, refused.body["error"]["code"].as_str()), (404, Some("invalid_link")));
     assert_eq!(handle(&m.app, &keys, ApiRequest { method: "GET", path: "/u/garbage", query: None, authorization: None, content_type: None, body: b"" }).await.status, 404);
 }
+
+#[tokio::test]
+async fn admin_routes_need_their_own_key_and_erase_leaves_nothing() {
+    let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
+    let mut order = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
+    order["customer"]["marketing_consent"] = json!(true);
+    m.app.ingest_json(&[order, order_placed("e2", "c2", "A2", "2026-11-20T10:16:00+09:00")]).await.unwrap();
+    let pending_of = |id: &str| m.scheduler.pending().into_iter().filter(|s| s.due.customer_id.as_str() == id).count();
+    assert!(pending_of("c1") > 0, "c1 has flows waiting");
+
+    let disabled = AccessKeys { ingest: ApiKeys::from_plain_key("ingest"), admin: None };
+    let keys = AccessKeys { ingest: ApiKeys::from_plain_key("ingest"), admin: Some(ApiKeys::from_plain_key("admin")) };
+    let call = |keys: &AccessKeys, method: &'static str, path: &'static str, query: Option<&'static str>, key: &'static str| {
+        let keys = keys.clone();
+        let app = &m.app;
+        async move { handle(app, &keys, ApiRequest { method, path, query, authorization: Some(key), content_type: None, body: b"" }).await }
+    };
+    assert_eq!(call(&disabled, "GET", "/v1/reports/flows", None, "Bearer admin").await.status, 403);
+    assert_eq!(call(&keys, "GET", "/v1/reports/flows", None, "Bearer ingest").await.status, 401, "an ingest key is not an admin key");
+    assert_eq!(call(&keys, "GET", "/v1/customers/c1/timeline", None, "Bearer ingest").await.status, 401);
+
+    let report = call(&keys, "GET", "/v1/reports/flows", Some("from=2026-11-01&to=2026-11-30"), "Bearer admin").await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert_eq!(report.body["flows"][0]["flow"], "order_confirmation");
+    assert_eq!(report.body["flows"][0]["sent"], 2);
+    assert_eq!(report.body["retention"]["orders"], 2);
+    let bad = call(&keys, "GET", "/v1/reports/flows", Some("from=2026-13-01"), "Bearer admin").await;
+    assert_eq!((bad.status, bad.body["error"]["field"].as_str()), (400, Some("from")));
+    let reversed = call(&keys, "GET", "/v1/reports/flows", Some("from=2026-12-01&to=2026-11-01"), "Bearer admin").await;
+    assert_eq!(reversed.status, 400);
+
+    let timeline = call(&keys, "GET", "/v1/customers/c1/timeline", None, "Bearer admin").await;
+    assert_eq!(timeline.status, 200);
+    assert!(timeline.body["timeline"].as_array().unwrap().iter().any(|l| l["kind"] == "sent"));
+    let export = call(&keys, "GET", "/v1/customers/c1/export", None, "Bearer admin").await;
+    assert_eq!(export.body["state"]["profile"]["email"], "c1@example.jp");
+    assert_eq!(call(&keys, "GET", "/v1/customers/nobody/timeline", None, "Bearer admin").await.status, 404);
+    assert_eq!(call(&keys, "PUT", "/v1/customers/c1", None, "Bearer admin").await.status, 405);
+
+    let erased = call(&keys, "DELETE", "/v1/customers/c1", None, "Bearer admin").await;
+    assert_eq!(erased.body, json!({"customer_id": "c1", "erased": true, "existed": true}));
+    assert!(m.store.load(&customer("c1")).await.unwrap().is_none());
+    assert!(m.store.timeline(&customer("c1")).await.unwrap().is_empty());
+    assert_eq!(pending_of("c1"), 0, "no schedule carries the customer any more");
+    assert!(pending_of("c2") > 0 || m.store.load(&customer("c2")).await.unwrap().is_some(), "others untouched");
+    assert_eq!(call(&keys, "GET", "/v1/customers/c1/export", None, "Bearer admin").await.status, 404);
+    let again = call(&keys, "DELETE", "/v1/customers/c1", None, "Bearer admin").await;
+    assert_eq!(again.body["existed"], false, "erasing again is a success");
+    // Counts survive: the report still shows both receipts.
+    let report = call(&keys, "GET", "/v1/reports/flows", Some("from=2026-11-01&to=2026-11-30"), "Bearer admin").await;
+    assert_eq!(report.body["flows"][0]["sent"], 2);
+    // A late SES event for the erased customer does not bring them back.
+    let late = crate::domain::Event::parse(&email_bounced("b1", "c1", "transient", "2026-11-20T10:20:00+09:00")).unwrap();
+    assert_eq!(m.app.ingest_feedback(&late).await.unwrap(), super::Processed::UnknownCustomer);
+}
