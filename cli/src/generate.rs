@@ -17,9 +17,16 @@ pub struct GenerateArgs {
     /// Random seed (same seed, same events).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// First day of the year of events (RFC 3339).
+    /// First day of the events (RFC 3339).
     #[arg(long, default_value = "2026-01-01T00:00:00Z")]
     start: String,
+    /// How many days of events: customers join over the first 300/365 of it; nothing is
+    /// generated after it.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: u32,
+    /// Leave out the generated email opens (use `simulate --engagement` to model them per email).
+    #[arg(long)]
+    without_opens: bool,
 }
 
 const PRODUCTS: &[(&str, &str, u32, &str, Option<u32>, bool)] = &[
@@ -72,7 +79,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             "birthday": format!("19{}-{:02}-{:02}", rng.random_range(60..99), rng.random_range(1..=12), rng.random_range(1..=28)),
         });
         let only_id = json!({"id": id});
-        let joined = start + Duration::minutes(rng.random_range(0..60 * 24 * 300));
+        let joined = start + Duration::minutes(rng.random_range(0..(60 * 24 * i64::from(args.days) * 300 / 365).max(1)));
         if rng.random_bool(0.6) {
             push(joined, "customer_registered", profile.clone(), json!({}), &mut events);
         }
@@ -96,7 +103,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
                 push(shipped, "order_shipped", only_id.clone(), json!({"order": order, "shipment": {"carrier": "ヤマト運輸", "tracking_number": format!("t-{order_id}"), "estimated_delivery": eta}}), &mut events);
                 let delivered = shipped + Duration::hours(rng.random_range(30..72));
                 push(delivered, "order_delivered", only_id.clone(), json!({"order": order}), &mut events);
-                if rng.random_bool(0.5) {
+                if rng.random_bool(0.5) && !args.without_opens {
                     push(at + Duration::hours(rng.random_range(2..30)), "email_opened", only_id.clone(), json!({"email": {"flow": "thank_you"}}), &mut events);
                 }
                 if rng.random_bool(0.2) {
@@ -106,6 +113,8 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             at += Duration::days(rng.random_range(10..90));
         }
     }
+    let end = start + Duration::days(i64::from(args.days));
+    events.retain(|(at, _)| *at < end);
     events.sort_by_key(|(at, _)| *at);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -3,8 +3,10 @@
 
 mod cost;
 mod dev;
+mod engagement;
 mod generate;
 mod preview;
+mod report;
 mod simulate;
 mod validate;
 
@@ -30,6 +32,8 @@ enum Command {
     Cost(cost::CostArgs),
     /// Write a realistic year of events for N customers (JSON lines), for load tests and benchmarks.
     Generate(generate::GenerateArgs),
+    /// Funnels, A/B results, deliverability and retention from `aftercare dev`'s data.
+    Report(report::ReportArgs),
     /// Render every template in every locale with sample data into an HTML gallery.
     Preview(preview::PreviewArgs),
     /// Check every flow and template in a flows folder.
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Command::Preview(args) => preview::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Cost(args) => cost::run(args),
+        Command::Report(args) => report::run(args),
         Command::Validate { flows } => validate::run(&flows),
     }
 }

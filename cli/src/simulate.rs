@@ -26,6 +26,19 @@ pub struct SimulateArgs {
     /// Also print skipped sends with their reason.
     #[arg(long)]
     show_skipped: bool,
+    /// Answer every simulated email with modelled recipient behaviour (deliveries, bounces,
+    /// opens, clicks, complaints, unsubscribes), seeded; see `aftercare simulate --help`.
+    #[arg(long)]
+    engagement: bool,
+    /// Seed of the engagement model.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// After the run, print the report (funnels, A/B, deliverability, retention) instead of
+    /// the send lines; with --out, write it there and print the send lines as usual.
+    #[arg(long)]
+    report: bool,
+    #[command(flatten)]
+    output: crate::report::Output,
 }
 
 /// One output line, fields in the documented order.
@@ -101,19 +114,33 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
         None => events.last().map_or_else(Utc::now, |(_, _, e)| e.occurred_at_utc()) + Duration::days(400),
     };
     let start = events.first().map_or(until, |(_, _, e)| e.occurred_at_utc());
-    let simulation = Simulation::new(flows, start).map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
+    let mut simulation = Simulation::new(flows, start).map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
+    if args.engagement {
+        simulation = simulation.with_recipients(Box::new(crate::engagement::EngagementModel::new(args.seed, crate::engagement::TYPICAL)));
+    }
+    let range = if args.report { Some(args.output.range(until.date_naive()).map_err(BadInput)?) } else { None };
+    // With --report on standard output, the report replaces the send lines.
+    let print_sends = !args.report || args.output.out.is_some();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (number, value, _) in &events {
         match simulation.ingest(value).await {
-            Ok(reports) => print_reports(&reports, args.show_skipped, &mut out),
+            Ok(reports) if print_sends => print_reports(&reports, args.show_skipped, &mut out),
+            Ok(_) => {}
             Err(ServiceError::Invalid { error, .. }) => return Err(BadInput(field_message(*number, &error.field, &error.message))),
             Err(e) => return Err(BadInput(format!("line {number}: {e}"))),
         }
     }
     let reports = simulation.run_until(until).await.map_err(|e| BadInput(e.to_string()))?;
-    print_reports(&reports, args.show_skipped, &mut out);
+    if print_sends {
+        print_reports(&reports, args.show_skipped, &mut out);
+    }
     let _ = out.flush();
+    drop(out);
+    if let Some((from, to)) = range {
+        let report = simulation.app.report(from, to).await.map_err(|e| BadInput(e.to_string()))?;
+        args.output.write(&report).map_err(BadInput)?;
+    }
     Ok(())
 }
 

@@ -123,6 +123,10 @@ impl MemoryScheduler {
         all.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(&b.name)));
         all
     }
+    /// When the earliest pending schedule is due.
+    pub fn next_due_at(&self) -> Option<DateTime<Utc>> {
+        lock(&self.by_time).first().map(|(at, _)| *at)
+    }
     /// The earliest schedule due at or before `until`, removed from the pending set.
     pub fn take_next_due(&self, until: DateTime<Utc>) -> Option<ScheduledStep> {
         let mut by_time = lock(&self.by_time);

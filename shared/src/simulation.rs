@@ -1,7 +1,11 @@
 //! The virtual-clock driver behind `aftercare simulate` and the scenario tests: the real
-//! services on in-memory ports, every due step fired at its own time.
+//! services on in-memory ports, every due step fired at its own time. Optionally a model of
+//! recipients answers each simulated email with SES-like feedback (delivered, opened, …),
+//! delivered at its own time too, so reports over a simulation have funnels to show.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -11,12 +15,22 @@ use crate::flow::FlowSet;
 use crate::memory::{ManualClock, MemoryMailer, MemoryPublisher, MemoryScheduler, MemoryStore};
 use crate::service::{App, Ports, SendReport, ServiceError};
 
+/// What recipients do with an email: feedback event envelopes (`email_delivered`,
+/// `email_opened`, …, with `email.message_id` / `flow` / `step` / `template`), each at its time.
+pub trait Recipients: Send {
+    fn react(&mut self, sent: &SendReport) -> Vec<Event>;
+}
+
 pub struct Simulation {
     pub app: App,
     pub store: Arc<MemoryStore>,
     pub scheduler: Arc<MemoryScheduler>,
     pub mailer: Arc<MemoryMailer>,
     clock: Arc<ManualClock>,
+    recipients: Option<Mutex<Box<dyn Recipients>>>,
+    /// Feedback waiting for its time, in time order (ties: the order it was made in).
+    feedback: Mutex<BTreeMap<(DateTime<Utc>, u64), Event>>,
+    feedback_made: AtomicU64,
 }
 
 impl Simulation {
@@ -33,7 +47,22 @@ impl Simulation {
         let mailer = Arc::new(MemoryMailer::discarding());
         let clock = Arc::new(ManualClock::new(start));
         let ports = Ports { store, scheduler: scheduler.clone(), mailer: mailer.clone(), publisher: Arc::new(MemoryPublisher::new()), clock: clock.clone() };
-        Ok(Simulation { app: App::new(flows, ports)?.subjects_only(), store: Arc::new(MemoryStore::new()), scheduler, mailer, clock })
+        Ok(Simulation {
+            app: App::new(flows, ports)?.subjects_only(),
+            store: Arc::new(MemoryStore::new()),
+            scheduler,
+            mailer,
+            clock,
+            recipients: None,
+            feedback: Mutex::new(BTreeMap::new()),
+            feedback_made: AtomicU64::new(0),
+        })
+    }
+
+    /// Every email sent from now on gets the recipients' feedback.
+    pub fn with_recipients(mut self, recipients: Box<dyn Recipients>) -> Simulation {
+        self.recipients = Some(Mutex::new(recipients));
+        self
     }
 
     /// Fires what is due up to the event's time, then ingests the event at that time.
@@ -44,18 +73,57 @@ impl Simulation {
         let mut reports = self.run_until(at).await?;
         self.clock.set(at.max(self.clock_now()));
         let report = self.app.ingest_json(std::slice::from_ref(value)).await?;
+        self.answer(&report.reports);
         reports.extend(report.reports);
         Ok(reports)
     }
 
-    /// Runs every step due at or before `until`, each at its own due time.
+    /// Runs every step and feedback due at or before `until`, each at its own time.
     pub async fn run_until(&self, until: DateTime<Utc>) -> Result<Vec<SendReport>, ServiceError> {
         let mut reports = Vec::new();
-        while let Some(step) = self.scheduler.take_next_due(until) {
-            self.clock.set(step.at);
-            self.app.run_step(&step.due, &mut reports).await?;
+        loop {
+            let next_feedback = self.lock_feedback().first_key_value().map(|(key, _)| *key).filter(|(at, _)| *at <= until);
+            let next_step = self.scheduler.next_due_at().filter(|at| *at <= until);
+            let before = reports.len();
+            match (next_step, next_feedback) {
+                (Some(step_at), Some((feedback_at, _))) if feedback_at < step_at => self.deliver_feedback(&mut reports).await?,
+                (Some(_), _) => {
+                    let Some(step) = self.scheduler.take_next_due(until) else { break };
+                    self.clock.set(step.at);
+                    self.app.run_step(&step.due, &mut reports).await?;
+                }
+                (None, Some(_)) => self.deliver_feedback(&mut reports).await?,
+                (None, None) => break,
+            }
+            self.answer(&reports[before..]);
         }
         Ok(reports)
+    }
+
+    async fn deliver_feedback(&self, reports: &mut Vec<SendReport>) -> Result<(), ServiceError> {
+        let Some(((at, _), event)) = self.lock_feedback().pop_first() else { return Ok(()) };
+        self.clock.set(at.max(self.clock_now()));
+        let mut found = Vec::new();
+        self.app.process_feedback(&event, &mut found).await?;
+        reports.extend(found);
+        Ok(())
+    }
+
+    /// Queues the recipients' feedback on the emails just sent.
+    fn answer(&self, reports: &[SendReport]) {
+        let Some(recipients) = &self.recipients else { return };
+        let mut recipients = recipients.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = self.lock_feedback();
+        for sent in reports.iter().filter(|r| r.status == "sent") {
+            for event in recipients.react(sent) {
+                let n = self.feedback_made.fetch_add(1, Ordering::Relaxed);
+                queue.insert((event.occurred_at_utc(), n), event);
+            }
+        }
+    }
+
+    fn lock_feedback(&self) -> std::sync::MutexGuard<'_, BTreeMap<(DateTime<Utc>, u64), Event>> {
+        self.feedback.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn clock_now(&self) -> DateTime<Utc> {

@@ -73,6 +73,11 @@ pub struct SendReport {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// What SES would tag the email with (the simulator's feedback model uses them).
+    #[serde(skip)]
+    pub enrollment_id: String,
+    #[serde(skip)]
+    pub variant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,7 +190,12 @@ impl App {
 
     /// Feedback events (from SES) only apply to customers Aftercare already knows.
     pub async fn ingest_feedback(&self, event: &Event) -> Result<Processed, ServiceError> {
-        self.process(&event.customer.id, Input::Event(event), &mut Vec::new(), true).await
+        self.process_feedback(event, &mut Vec::new()).await
+    }
+
+    /// As `ingest_feedback`, with the sends it caused (a `wait_for` an open that resumes).
+    pub async fn process_feedback(&self, event: &Event, reports: &mut Vec<SendReport>) -> Result<Processed, ServiceError> {
+        self.process(&event.customer.id, Input::Event(event), reports, true).await
     }
 
     #[instrument(skip_all, fields(customer_id = %due.customer_id, enrollment = %due.enrollment_id, step = %due.step_id))]
@@ -323,6 +333,8 @@ impl App {
                 status: if entry.kind == TimelineKind::Failed { "failed" } else { "skipped" },
                 reason: entry.reason.clone(),
                 message_id: None,
+                enrollment_id: String::new(),
+                variant: None,
             });
         }
     }
@@ -363,6 +375,8 @@ impl App {
             status: "sent",
             reason: None,
             message_id: Some(message_id.clone()),
+            enrollment_id: send.enrollment_id.clone(),
+            variant: send.enrollment.variant.clone(),
         };
         Ok((message_id, report))
     }
