@@ -123,3 +123,44 @@ fn preview_writes_a_gallery_of_every_template_and_locale() {
     std::fs::remove_dir_all(dir).ok();
     std::fs::remove_dir_all(one).ok();
 }
+
+#[test]
+fn simulate_with_engagement_reports_funnels_and_retention() {
+    let args = ["simulate", "--events", "events/simulate-journey.jsonl", "--until", "2027-03-01T00:00:00Z", "--engagement", "--report", "--from", "2026-11-01", "--to", "2026-12-31"];
+    let json_args: Vec<&str> = args.iter().copied().chain(["--format", "json"]).collect();
+    let out = aftercare(&json_args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--format json prints one JSON report instead of send lines");
+    let flows = report["flows"].as_array().unwrap();
+    let receipts = flows.iter().find(|f| f["flow"] == "order_confirmation").expect("receipts in the funnel");
+    assert_eq!(receipts["sent"], 2, "two orders in the journey");
+    assert!(receipts["delivered"].as_i64().unwrap() <= 2);
+    assert_eq!(report["retention"]["orders"], 2);
+    assert_eq!(report["retention"]["repeat_customers"], 1);
+    assert_eq!(report["retention"]["months"].as_array().unwrap().len(), 2);
+    // The same seed gives the same report; the table and HTML come from the same numbers.
+    assert_eq!(aftercare(&json_args).stdout, out.stdout);
+    let table = aftercare(&args);
+    assert!(text(&table.stdout).contains("RETENTION") && text(&table.stdout).contains("order_confirmation"));
+    let dir = temp_dir("report");
+    let html_path = dir.join("report.html");
+    let html_args: Vec<&str> = args.iter().copied().chain(["--format", "html", "--out", html_path.to_str().unwrap()]).collect();
+    let with_file = aftercare(&html_args);
+    assert!(with_file.status.success());
+    assert!(text(&with_file.stdout).lines().all(|l| l.starts_with("{\"at\"")), "with --out the send lines print as usual");
+    assert!(std::fs::read_to_string(&html_path).unwrap().contains("<svg"));
+}
+
+#[test]
+fn report_explains_missing_data_and_bad_ranges() {
+    let dir = temp_dir("report-missing");
+    let out = aftercare(&["report", "--data", dir.join("nothing").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("aftercare dev"), "{}", text(&out.stderr));
+    let out = aftercare(&["report", "--from", "2026-12-01", "--to", "2026-11-01"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--from 2026-12-01 is after --to 2026-11-01"), "{}", text(&out.stderr));
+    let out = aftercare(&["report", "--from", "2026-13-01"]);
+    assert_eq!(out.status.code(), Some(2), "clap names the flag: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--from"));
+}

@@ -211,10 +211,11 @@ pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<c
         ingest_invocations: events.len() as f64,
         step_invocations: steps as f64,
         feedback_invocations: feedback,
-        // Feedback events are stored like any other: one load, one dedupe check, one commit each.
+        // Feedback events are stored like any other: one load, one dedupe check, one commit each
+        // (state, dedupe marker and timeline, about 8 WCU), plus one report counter item (2 WCU).
         dynamodb_calls: store.calls.load(Ordering::Relaxed) as f64 + feedback * 3.0,
         read_units: store.read_units.load(Ordering::Relaxed) as f64 + feedback * 3.0,
-        write_units: store.write_units.load(Ordering::Relaxed) as f64 + feedback * 8.0,
+        write_units: store.write_units.load(Ordering::Relaxed) as f64 + feedback * 10.0,
         scheduler_creates: simulation.scheduler.created.load(Ordering::Relaxed) as f64,
         scheduler_deletes: simulation.scheduler.deleted.load(Ordering::Relaxed) as f64,
         ses_sends: sends,

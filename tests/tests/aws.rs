@@ -13,7 +13,7 @@ use aftercare_core::flow::FlowSet;
 use aftercare_core::memory::ManualClock;
 use aftercare_core::testing::scenarios;
 use aftercare_core::ports::{EmailSent, Publisher, ScheduledStep, Scheduler, Store};
-use aftercare_core::service::api::ApiKeys;
+use aftercare_core::service::api::{AccessKeys, ApiKeys};
 use aftercare_core::service::App;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
@@ -21,6 +21,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
 const API_KEY: &str = "local-test-key";
+const ADMIN_KEY: &str = "local-admin-key";
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 fn repo() -> PathBuf {
@@ -44,7 +45,7 @@ struct TestApp {
     adapters: AwsAdapters,
     settings: Settings,
     scheduler_client: aws_sdk_scheduler::Client,
-    keys: ApiKeys,
+    keys: AccessKeys,
 }
 
 async fn spawn_app(flows: FlowSet) -> TestApp {
@@ -77,7 +78,7 @@ async fn spawn_app_with_clock(flows: FlowSet, clock: Option<Arc<ManualClock>>) -
         ports.clock = clock;
     }
     let app = App::new(flows, ports).expect("app starts");
-    TestApp { app, adapters, settings, scheduler_client, keys: ApiKeys::from_hashes(&ApiKeys::hash(API_KEY)).unwrap() }
+    TestApp { app, adapters, settings, scheduler_client, keys: AccessKeys { ingest: ApiKeys::from_hashes(&ApiKeys::hash(API_KEY)).unwrap(), admin: Some(ApiKeys::from_plain_key(ADMIN_KEY)) } }
 }
 
 async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
@@ -115,6 +116,55 @@ fn customer(id: &str) -> CustomerId {
 async fn dynamodb_store_passes_the_store_contract() {
     let t = spawn_app(aftercare_core::testing::repo_flows()).await;
     aftercare_core::store_contract::run_all(t.adapters.store.as_ref(), "ddb").await;
+    // Erased: the contract re-created the id as a bare customer with event evt-1 at its end;
+    // nothing else of the old one is left in the table, and the counters are elsewhere.
+    let sdk = sdk().await;
+    let items = aws_sdk_dynamodb::Client::new(&sdk).scan().table_name(&t.settings.table_name).send().await.unwrap().items.unwrap_or_default();
+    let text = |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| format!("{item:?}");
+    let left: Vec<String> = items
+        .iter()
+        .filter(|i| text(i).contains("ddb-erase-me"))
+        .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
+        .collect();
+    let mut left_sorted = left.clone();
+    left_sorted.sort();
+    assert_eq!(left_sorted, vec!["D#evt-1".to_owned(), "S".to_owned()], "only the new customer's items");
+    let state = items.iter().find(|i| text(i).contains("ddb-erase-me") && i.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == "S")).unwrap();
+    assert!(!text(state).contains("@example.jp"), "the new state holds no address of the erased customer");
+    assert!(items.iter().any(|i| i.get("pk").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with("STATS#"))), "counters are kept");
+}
+
+#[tokio::test]
+async fn admin_api_through_the_ingest_handler_reports_and_erases_on_dynamodb() {
+    let t = spawn_app(aftercare_core::testing::repo_flows()).await;
+    let (status, _) = post(&t, &fixture("ingest/order_placed.json")).await;
+    assert_eq!(status, 202);
+    let call = |method: &str, path: &str, key: &str| {
+        serde_json::json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": path.split('?').next().unwrap(), "rawQueryString": path.split_once('?').map_or("", |(_, q)| q),
+            "headers": {"authorization": format!("Bearer {key}")},
+            "requestContext": {"http": {"method": method, "path": path.split('?').next().unwrap(), "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+                               "accountId": "123456789012", "apiId": "api", "domainName": "localhost", "domainPrefix": "localhost", "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "20/Nov/2026:01:15:00 +0000", "timeEpoch": 0},
+            "isBase64Encoded": false
+        })
+        .to_string()
+    };
+    let (status, body) = post(&t, &call("GET", "/v1/reports/flows?from=2026-11-01&to=2026-11-30", API_KEY)).await;
+    assert_eq!(status, 401, "the ingest key is not an admin key: {body}");
+    let (status, body) = post(&t, &call("GET", "/v1/reports/flows?from=2026-11-01&to=2026-11-30", ADMIN_KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    let receipts = body["flows"].as_array().unwrap().iter().find(|f| f["flow"] == "order_confirmation").expect("receipts reported");
+    assert_eq!(receipts["sent"], 1);
+    assert_eq!(body["retention"]["orders"], 1);
+    let (status, body) = post(&t, &call("GET", "/v1/customers/cust-1/export", ADMIN_KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"]["profile"]["email"], "hanako@example.jp");
+    let (status, body) = post(&t, &call("DELETE", "/v1/customers/cust-1", ADMIN_KEY)).await;
+    assert_eq!((status, body["existed"].as_bool()), (200, Some(true)));
+    let (status, _) = post(&t, &call("GET", "/v1/customers/cust-1/timeline", ADMIN_KEY)).await;
+    assert_eq!(status, 404);
+    let (_, body) = post(&t, &call("GET", "/v1/reports/flows?from=2026-11-01&to=2026-11-30", ADMIN_KEY)).await;
+    assert_eq!(body["retention"]["orders"], 1, "counts outlive the erase");
 }
 
 #[tokio::test]
