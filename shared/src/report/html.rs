@@ -208,9 +208,9 @@ table{{border-collapse:collapse;width:100%}}th,td{{padding:4px 8px;text-align:ri
             esc(&format_money(m.revenue, currency))
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</table><p>Repeat-purchase rate <b>{}</b> ({} of {} customers) · median days between orders <b>{}</b></p></body></html>\n",
+        "</table><p>Repeat-purchase rate <b>{}</b> ({} of {} customers) · median days between orders <b>{}</b></p></body></html>",
         percent(r.repeat_purchase_rate),
         r.repeat_customers,
         r.customers,
