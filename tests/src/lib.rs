@@ -1,1 +1,1 @@
-//! Tests only: see tests/aws.rs.
+//! End-to-end tests (tests/aws.rs), the cold-start benchmark (benches/cold_start.rs) and its floor binary (src/bin/coldstart_baseline.rs).

@@ -29,14 +29,21 @@ pub struct ProportionTest {
     pub p_value: f64,
 }
 
-/// Is `x2 / n2` different from `x1 / n1`? Pooled two-proportion z-test; `None` when either
-/// group is empty or both rates are 0 % or 100 % (no variance to test against).
+/// Each variant needs this many expected successes and failures (at the pooled rate) for the
+/// normal approximation behind the z-test to hold.
+pub const MIN_EXPECTED: f64 = 5.0;
+
+/// Is `x2 / n2` different from `x1 / n1`? Pooled two-proportion z-test; `None` when there is
+/// too little data for it (fewer than 5 expected successes or failures in a variant).
 pub fn two_proportion_test(x1: i64, n1: i64, x2: i64, n2: i64) -> Option<ProportionTest> {
     if n1 <= 0 || n2 <= 0 {
         return None;
     }
     let (x1, n1, x2, n2) = (x1 as f64, n1 as f64, x2 as f64, n2 as f64);
     let pooled = (x1 + x2) / (n1 + n2);
+    if [n1 * pooled, n2 * pooled, n1 * (1.0 - pooled), n2 * (1.0 - pooled)].iter().any(|expected| *expected < MIN_EXPECTED) {
+        return None;
+    }
     let standard_error = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
     if standard_error <= 0.0 || !standard_error.is_finite() {
         return None;

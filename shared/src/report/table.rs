@@ -65,7 +65,7 @@ pub fn to_table(report: &Report) -> String {
             let detail = match (&c.verdict, &c.test) {
                 (Some(verdict), _) => verdict.clone(),
                 (None, Some(t)) => format!("no significant difference yet (p = {:.3})", t.p_value),
-                (None, None) => "not enough data to test".into(),
+                (None, None) => "too few to test (a z-test needs 5 expected successes and failures per variant)".into(),
             };
             let _ = writeln!(out, "    {} vs {}, {}: {detail}", c.challenger, c.control, c.metric);
         }

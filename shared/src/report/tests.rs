@@ -194,6 +194,7 @@ fn two_proportion_test_matches_a_textbook_value() {
     assert!(close.p_value > 0.5);
     assert_eq!(two_proportion_test(0, 0, 1, 10), None);
     assert_eq!(two_proportion_test(0, 10, 0, 10), None, "no variance");
+    assert_eq!(two_proportion_test(0, 49, 4, 51), None, "4 clicks in 100 sends is too few for a z-test");
 }
 
 fn email_rows(flow: &str, variant: &str, sent: i64, delivered: i64, clicked: i64, converted: i64) -> Vec<StatCount> {

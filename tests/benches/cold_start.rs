@@ -1,0 +1,102 @@
+//! Cold start: from process start to the function's first `GET /runtime/invocation/next`,
+//! for each Lambda binary and for a hello-world `lambda_runtime` binary of the same profile.
+//! A local runtime-API stub takes the poll; nothing else is contacted (AWS clients are built
+//! from environment settings without network calls).
+//!
+//! Build the release binaries first, then run:
+//!   cargo build --release -p ingest -p step -p feedback -p aftercare-tests --bin coldstart_baseline
+//!   cargo bench -p aftercare-tests --bench cold_start
+//! `AFTERCARE_BIN_DIR` overrides where the binaries are looked for (default target/release).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("AFTERCARE_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release"))
+}
+
+/// What the Lambda service and template.yaml set; values are placeholders (never contacted).
+const ENV: &[(&str, &str)] = &[
+    ("AWS_LAMBDA_FUNCTION_NAME", "aftercare-bench"),
+    ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+    ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+    ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+    ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/aftercare-bench"),
+    ("AWS_REGION", "ap-northeast-1"),
+    ("AWS_ACCESS_KEY_ID", "bench"),
+    ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ("TABLE_NAME", "aftercare"),
+    ("SCHEDULE_GROUP", "aftercare"),
+    ("STEP_FUNCTION_ARN", "arn:aws:lambda:ap-northeast-1:123456789012:function:aftercare-step"),
+    ("SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/aftercare-scheduler"),
+    ("DLQ_ARN", "arn:aws:sqs:ap-northeast-1:123456789012:aftercare-dlq"),
+    ("UNSUBSCRIBE_SECRET", "0909090909090909090909090909090909090909090909090909090909090909"),
+    ("PUBLIC_BASE_URL", "https://api.example.com"),
+    // sha256("bench")
+    ("API_KEY_HASHES", "1b32c28cb38c05480eccc1bd60ff97029b57a05c96718b96dad7e9d84894f549"),
+];
+
+/// Starts the binary against a fresh stub and returns when its first poll arrives.
+fn first_poll(binary: &Path) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("stub listens");
+    let address = listener.local_addr().expect("stub address").to_string();
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .env_clear()
+        .envs(ENV.iter().copied())
+        .env("AWS_LAMBDA_RUNTIME_API", &address)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    let (mut stream, _) = listener.accept().expect("the function connects to the runtime API");
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buffer).expect("read the poll");
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buffer[..n]);
+    }
+    let elapsed = started.elapsed();
+    let line = String::from_utf8_lossy(&request);
+    assert!(line.starts_with("GET /2018-06-01/runtime/invocation/next"), "unexpected first request from {}: {line}", binary.display());
+    let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n");
+    let _ = child.kill();
+    let _ = child.wait();
+    elapsed
+}
+
+fn cold_start(c: &mut Criterion) {
+    let dir = bin_dir();
+    let names = ["coldstart_baseline", "ingest", "step", "feedback"];
+    let missing: Vec<_> = names.iter().filter(|n| !dir.join(n).exists()).collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "cold_start: skipped, {missing:?} not built in {}; run `cargo build --release -p ingest -p step -p feedback -p aftercare-tests --bin coldstart_baseline` first",
+            dir.display()
+        );
+        return;
+    }
+    let mut group = c.benchmark_group("cold_start");
+    group.sample_size(30).measurement_time(Duration::from_secs(10));
+    for name in names {
+        let binary = dir.join(name);
+        let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+        eprintln!("{name}: {:.1} MB", size as f64 / 1e6);
+        group.bench_function(name, |b| b.iter_custom(|iterations| (0..iterations).map(|_| first_poll(&binary)).sum()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cold_start);
+criterion_main!(benches);
