@@ -20,10 +20,10 @@ pub struct GenerateArgs {
     /// First day of the events (RFC 3339).
     #[arg(long, default_value = "2026-01-01T00:00:00Z")]
     start: String,
-    /// How many days of events: customers join over the first 300/365 of it; nothing is
-    /// generated after it.
-    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
-    days: u32,
+    /// Customers join over the first 300/365 of this many days (default 365) and nothing
+    /// after it is written; without it, later orders of the year's customers run on past it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: Option<u32>,
     /// Leave out the generated email opens (use `simulate --engagement` to model them per email).
     #[arg(long)]
     without_opens: bool,
@@ -79,7 +79,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             "birthday": format!("19{}-{:02}-{:02}", rng.random_range(60..99), rng.random_range(1..=12), rng.random_range(1..=28)),
         });
         let only_id = json!({"id": id});
-        let joined = start + Duration::minutes(rng.random_range(0..(60 * 24 * i64::from(args.days) * 300 / 365).max(1)));
+        let joined = start + Duration::minutes(rng.random_range(0..(60 * 24 * i64::from(args.days.unwrap_or(365)) * 300 / 365).max(1)));
         if rng.random_bool(0.6) {
             push(joined, "customer_registered", profile.clone(), json!({}), &mut events);
         }
@@ -113,8 +113,10 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             at += Duration::days(rng.random_range(10..90));
         }
     }
-    let end = start + Duration::days(i64::from(args.days));
-    events.retain(|(at, _)| *at < end);
+    if let Some(days) = args.days {
+        let end = start + Duration::days(i64::from(days));
+        events.retain(|(at, _)| *at < end);
+    }
     events.sort_by_key(|(at, _)| *at);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

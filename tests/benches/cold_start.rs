@@ -4,7 +4,7 @@
 //! from environment settings without network calls).
 //!
 //! Build the release binaries first, then run:
-//!   cargo build --release -p ingest -p step -p feedback -p aftercare-tests --bin coldstart_baseline
+//!   cargo build --release -p ingest -p step -p feedback -p aftercare-tests --bins
 //!   cargo bench -p aftercare-tests --bench cold_start
 //! `AFTERCARE_BIN_DIR` overrides where the binaries are looked for (default target/release).
 
@@ -82,7 +82,7 @@ fn cold_start(c: &mut Criterion) {
     let missing: Vec<_> = names.iter().filter(|n| !dir.join(n).exists()).collect();
     if !missing.is_empty() {
         eprintln!(
-            "cold_start: skipped, {missing:?} not built in {}; run `cargo build --release -p ingest -p step -p feedback -p aftercare-tests --bin coldstart_baseline` first",
+            "cold_start: skipped, {missing:?} not built in {}; run `cargo build --release -p ingest -p step -p feedback -p aftercare-tests --bins` first",
             dir.display()
         );
         return;

@@ -157,8 +157,9 @@ pub struct Enrollment {
     /// New for each schedule (from the customer's counter), so an old callback is a no-op.
     pub generation: u32,
     pub entered_at: DateTime<Utc>,
-    /// The event that started it: the context every template of the flow sees.
-    pub trigger: Event,
+    /// The event that started it: the context every template of the flow sees. Shared, so
+    /// copying a state or an enrollment does not copy the event (it is the bulk of a state).
+    pub trigger: std::sync::Arc<Event>,
     /// The order item this enrollment is about (`for_each` flows), seen as `item`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<serde_json::Value>,

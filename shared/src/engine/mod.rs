@@ -114,7 +114,7 @@ impl Decision {
 }
 
 pub fn decide(flows: &FlowSet, state: Option<CustomerState>, input: Input<'_>, now: DateTime<Utc>) -> Decision {
-    let mut run = Run { flows, effects: Vec::new(), timeline: Vec::new(), stats: Vec::new(), now };
+    let mut run = Run { flows, effects: Vec::new(), timeline: Vec::new(), stats: Vec::new(), trigger: None, now };
     let (mut state, changed) = match input {
         Input::Event(event) => {
             let mut state = state.unwrap_or_else(|| CustomerState::new(event.customer.id.clone(), now));
@@ -149,6 +149,7 @@ struct Run<'f> {
     effects: Vec<Effect>,
     timeline: Vec<TimelineEntry>,
     stats: Vec<StatCount>,
+    trigger: Option<std::sync::Arc<Event>>,
     now: DateTime<Utc>,
 }
 
@@ -261,6 +262,18 @@ impl<'f> Run<'f> {
         }
     }
 
+    /// One shared copy of the event for every enrollment it starts.
+    fn shared_trigger(&mut self, event: &Event) -> std::sync::Arc<Event> {
+        match &self.trigger {
+            Some(shared) if shared.id == event.id => shared.clone(),
+            _ => {
+                let shared = std::sync::Arc::new(event.clone());
+                self.trigger = Some(shared.clone());
+                shared
+            }
+        }
+    }
+
     fn flow_failed(&mut self, flow: &Flow, reason: String) {
         let mut entry = TimelineEntry::new(self.now, TimelineKind::Failed);
         entry.flow = Some(flow.id.clone());
@@ -292,7 +305,7 @@ impl<'f> Run<'f> {
             anchor: event.occurred_at_utc(),
             generation: 0,
             entered_at: self.now,
-            trigger: event.clone(),
+            trigger: self.shared_trigger(event),
             item,
             variant: None,
             opened: Vec::new(),

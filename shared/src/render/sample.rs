@@ -55,7 +55,7 @@ pub fn sample_send(flows: &FlowSet, template: &str, locale: &str, now: DateTime<
         anchor: now,
         generation: 1,
         entered_at: now,
-        trigger,
+        trigger: std::sync::Arc::new(trigger),
         item: Some(items[0].clone()),
         variant: None,
         opened: Vec::new(),
