@@ -136,7 +136,9 @@ async fn dynamodb_store_passes_the_store_contract() {
 
 #[tokio::test]
 async fn admin_api_through_the_ingest_handler_reports_and_erases_on_dynamodb() {
-    let t = spawn_app(aftercare_core::testing::repo_flows()).await;
+    // Counters are keyed by the send's day: pin the clock so the report's range holds it.
+    let clock = Arc::new(ManualClock::new(aftercare_core::testing::at("2026-11-20T01:15:00Z")));
+    let t = spawn_app_with_clock(aftercare_core::testing::repo_flows(), Some(clock)).await;
     let (status, _) = post(&t, &fixture("ingest/order_placed.json")).await;
     assert_eq!(status, 202);
     let call = |method: &str, path: &str, key: &str| {
@@ -169,7 +171,10 @@ async fn admin_api_through_the_ingest_handler_reports_and_erases_on_dynamodb() {
 
 #[tokio::test]
 async fn ingest_handler_sends_the_receipt_and_dedupes() {
-    let t = spawn_app(aftercare_core::testing::repo_flows()).await;
+    // At the order's own time: with the wall clock, the thank-you (1 h later) would be due at
+    // once whenever the test runs outside Tokyo's quiet hours.
+    let clock = Arc::new(ManualClock::new(aftercare_core::testing::at("2026-11-20T01:15:00Z")));
+    let t = spawn_app_with_clock(aftercare_core::testing::repo_flows(), Some(clock)).await;
     let (status, body) = post(&t, &fixture("ingest/order_placed.json")).await;
     assert_eq!((status, &body), (202, &serde_json::json!({"accepted": 1, "duplicates": 0})));
     let (calls, reads, writes) = t.adapters.store.usage.snapshot();
