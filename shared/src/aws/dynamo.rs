@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Put, ReturnConsumedCapacity, TransactWriteItem, Update, WriteRequest};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::Client;
 use chrono::{Duration, NaiveDate, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
@@ -161,6 +162,23 @@ impl DynamoStore {
             .map_err(build_error)
     }
 
+    /// Every item a query matches, page by page; read units counted as DynamoDB bills them
+    /// (eventually consistent reads cost half).
+    async fn query_all(&self, query: QueryFluentBuilder, what: &str, consistent: bool) -> Result<Vec<HashMap<String, AttributeValue>>, PortError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = query.clone().set_exclusive_start_key(start).send().await.map_err(|e| classify(what, &e))?;
+            let bytes: usize = out.items().iter().map(item_size).sum();
+            self.usage.read(if consistent { bytes } else { bytes / 2 });
+            start = out.last_evaluated_key;
+            items.extend(out.items.unwrap_or_default());
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     async fn get(&self, customer: &CustomerId, sort_key: String, what: &str) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
         let out = self
             .client
@@ -265,30 +283,18 @@ impl Store for DynamoStore {
     }
 
     async fn timeline(&self, customer: &CustomerId) -> Result<Vec<TimelineEntry>, PortError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :t)")
+            .expression_attribute_values(":pk", pk(customer))
+            .expression_attribute_values(":t", s("T#"))
+            .consistent_read(true);
         let mut entries: Vec<TimelineEntry> = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :t)")
-                .expression_attribute_values(":pk", pk(customer))
-                .expression_attribute_values(":t", s("T#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("read timeline", &e))?;
-            self.usage.read(out.items().iter().map(item_size).sum());
-            for item in out.items() {
-                if let Some(json) = item.get("entries").and_then(|v| v.as_s().ok()) {
-                    entries.extend(serde_json::from_str::<Vec<TimelineEntry>>(json).map_err(json_error)?);
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
+        for item in self.query_all(query, "read timeline", true).await? {
+            if let Some(json) = item.get("entries").and_then(|v| v.as_s().ok()) {
+                entries.extend(serde_json::from_str::<Vec<TimelineEntry>>(json).map_err(json_error)?);
             }
         }
         // Lines of one write can span instants; keep time order, write order on ties.
@@ -299,36 +305,23 @@ impl Store for DynamoStore {
     async fn stats(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<StatCount>, PortError> {
         let mut counts = Vec::new();
         for shard in 0..STAT_SHARDS {
-            let mut start = None;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                    .expression_attribute_values(":pk", s(format!("STATS#{shard}")))
-                    .expression_attribute_values(":from", s(format!("{from}#")))
-                    .expression_attribute_values(":to", s(format!("{to}#~")))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(|e| classify("read stats", &e))?;
-                // Eventually consistent: half a unit per 4 KB.
-                self.usage.read(out.items().iter().map(item_size).sum::<usize>() / 2);
-                for item in out.items() {
-                    let sort_key = item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
-                    let decoded = sort_key.split_once('#').and_then(|(day, scope)| Some((day.parse::<NaiveDate>().ok()?, StatScope::decode(scope)?)));
-                    let Some((day, scope)) = decoded else {
-                        return Err(PortError::Fatal(format!("counter item {sort_key:?} does not decode")));
-                    };
-                    for (name, value) in item {
-                        let (Some(metric), Ok(n)) = (Metric::parse(name), value.as_n()) else { continue };
-                        counts.push(StatCount::new(day, scope.clone(), metric, n.parse().unwrap_or(0)));
-                    }
-                }
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(format!("STATS#{shard}")))
+                .expression_attribute_values(":from", s(format!("{from}#")))
+                .expression_attribute_values(":to", s(format!("{to}#~")));
+            for item in self.query_all(query, "read stats", false).await? {
+                let sort_key = item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
+                let decoded = sort_key.split_once('#').and_then(|(day, scope)| Some((day.parse::<NaiveDate>().ok()?, StatScope::decode(scope)?)));
+                let Some((day, scope)) = decoded else {
+                    return Err(PortError::Fatal(format!("counter item {sort_key:?} does not decode")));
+                };
+                for (name, value) in &item {
+                    let (Some(metric), Ok(n)) = (Metric::parse(name), value.as_n()) else { continue };
+                    counts.push(StatCount::new(day, scope.clone(), metric, n.parse().unwrap_or(0)));
                 }
             }
         }
@@ -337,28 +330,15 @@ impl Store for DynamoStore {
 
     async fn erase(&self, customer: &CustomerId) -> Result<(), PortError> {
         // Everything of the customer is in their partition: read the keys, delete in batches.
-        let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", pk(customer))
-                .projection_expression("pk, sk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify("list customer items", &e))?;
-            self.usage.read(out.items().iter().map(item_size).sum());
-            keys.extend(out.items().iter().filter_map(|item| item.get("sk").cloned()));
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", pk(customer))
+            .projection_expression("pk, sk")
+            .consistent_read(true);
+        let keys: Vec<AttributeValue> = self.query_all(query, "list customer items", true).await?.into_iter().filter_map(|mut item| item.remove("sk")).collect();
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
