@@ -1,7 +1,7 @@
 use aftercare_core::service::api::{AccessKeys, ApiKeys};
 use lambda_http::{service_fn, Error, Request};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     // Config and flows are read once, at cold start; anything wrong stops here with its reason.

@@ -5,6 +5,7 @@ mod dynamo;
 mod mailer;
 mod publisher;
 mod scheduler;
+pub mod tls;
 
 pub use dynamo::{DynamoStore, Usage};
 pub use mailer::SesMailer;
@@ -90,13 +91,15 @@ impl AwsAdapters {
     }
 }
 
-/// Everything a Lambda needs: settings from the environment, the SDK, the flows compiled in.
+/// Everything a Lambda needs: settings from the environment, the SDK, and the flows compiled
+/// in. Those are checked whole by the tests, so their templates compile on first use.
 pub async fn app_from_env(flows: FlowSet) -> anyhow::Result<App> {
     let settings = Settings::from_env()?;
     let links = crate::service::unsubscribe::UnsubscribeLinks::new(&settings.unsubscribe_secret, &settings.public_base_url)
         .map_err(|e| ConfigError(format!("UNSUBSCRIBE_SECRET: {e}")))?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Ok(App::new(flows, AwsAdapters::new(&sdk, &settings).ports())?.with_links(links))
+    let roots = tls::TrustedRoots::parse(std::env::var("AFTERCARE_TLS_ROOTS").ok().as_deref())?;
+    let sdk = tls::with_https_client(aws_config::defaults(aws_config::BehaviorVersion::latest()), roots)?.load().await;
+    Ok(App::compiling_templates_on_first_use(flows, AwsAdapters::new(&sdk, &settings).ports())?.with_links(links))
 }
 
 /// Throttling and 5xx are worth retrying; a request the service refused is not.

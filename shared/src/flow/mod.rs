@@ -175,3 +175,17 @@ pub mod bundled {
         }
     }
 }
+
+#[cfg(all(test, feature = "bundled-flows"))]
+mod bundled_tests {
+    /// What the Lambdas ship loads, and every template in it compiles: the Lambdas compile
+    /// templates on first use and rely on this check.
+    #[test]
+    fn the_bundled_flows_load_and_every_template_compiles() {
+        let flows = super::bundled::flow_set().unwrap();
+        let on_disk = super::FlowSet::load_dir(&crate::testing::flows_dir()).unwrap();
+        assert_eq!(flows.flows.len(), on_disk.flows.len(), "the same flows as flows/ on disk");
+        assert_eq!(flows.templates, on_disk.templates, "the same templates as flows/ on disk");
+        crate::render::Renderer::new(&flows).unwrap();
+    }
+}

@@ -7,6 +7,7 @@ pub mod sample;
 pub use filters::format_money;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -45,6 +46,12 @@ struct FrontMatter {
 pub struct Links<'a> {
     pub unsubscribe: Option<&'a str>,
     pub activation: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compile {
+    Now,
+    OnFirstUse,
 }
 
 pub struct Renderer {
@@ -88,6 +95,17 @@ fn text_part(html: &str) -> Result<String, html2text::Error> {
 impl Renderer {
     /// Compiles every template of every locale; any syntax error is reported here, at start.
     pub fn new(flows: &FlowSet) -> Result<Renderer, RenderError> {
+        Renderer::build(flows, Compile::Now)
+    }
+
+    /// Compiles each template the first time it is used (then keeps it). For the Lambdas: their
+    /// flows are compiled into the binary and checked whole by the tests, and a step renders
+    /// one email of the dozens there are, so compiling all at cold start (≈ 1 ms) is waste.
+    pub fn compiling_on_first_use(flows: &FlowSet) -> Result<Renderer, RenderError> {
+        Renderer::build(flows, Compile::OnFirstUse)
+    }
+
+    fn build(flows: &FlowSet, compile: Compile) -> Result<Renderer, RenderError> {
         let mut env = minijinja::Environment::new();
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".mjml") {
@@ -117,6 +135,9 @@ impl Renderer {
             }
         });
         filters::register(&mut env);
+        // Template name (`<locale>/<name>.mjml|subject|preheader`) → source, and which
+        // locale → template names are available.
+        let mut sources: BTreeMap<String, String> = BTreeMap::new();
         let mut available: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (locale, templates) in &flows.templates {
             for (name, source) in templates {
@@ -128,15 +149,33 @@ impl Renderer {
                     }
                     None => (source.as_str(), None),
                 };
-                env.add_template_owned(format!("{locale}/{name}.mjml"), body.to_owned()).map_err(|e| err(e.to_string()))?;
+                sources.insert(format!("{locale}/{name}.mjml"), body.to_owned());
                 // Names starting with `_` are layouts and blocks, not emails.
                 if name.starts_with('_') {
                     continue;
                 }
                 let front = front.ok_or_else(|| err("needs front matter with a subject (---\\nsubject: …\\n---)".into()))?;
-                env.add_template_owned(format!("{locale}/{name}.subject"), front.subject).map_err(|e| err(format!("subject: {e}")))?;
-                env.add_template_owned(format!("{locale}/{name}.preheader"), front.preheader).map_err(|e| err(format!("preheader: {e}")))?;
+                sources.insert(format!("{locale}/{name}.subject"), front.subject);
+                sources.insert(format!("{locale}/{name}.preheader"), front.preheader);
                 available.entry(locale.clone()).or_default().push(name.clone());
+            }
+        }
+        match compile {
+            Compile::Now => {
+                for (full_name, source) in sources {
+                    let (locale, file) = full_name.split_once('/').unwrap_or(("", &full_name));
+                    let (name, part) = file.rsplit_once('.').unwrap_or((file, ""));
+                    let message = |e: minijinja::Error| match part {
+                        "mjml" => e.to_string(),
+                        part => format!("{part}: {e}"),
+                    };
+                    let error = |e| RenderError::Template { template: name.to_owned(), locale: locale.to_owned(), message: message(e) };
+                    env.add_template_owned(full_name.clone(), source).map_err(error)?;
+                }
+            }
+            Compile::OnFirstUse => {
+                let sources = Arc::new(sources);
+                env.set_loader(move |name| Ok(sources.get(name).cloned()));
             }
         }
         let store = &flows.store;
@@ -169,17 +208,13 @@ impl Renderer {
         let err = |message: String| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message };
         let context = self.context(send, &locale, links, "");
         let render = |suffix: &str| -> Result<String, RenderError> {
-            let name = format!("{locale}/{}.{suffix}", send.template);
-            let template = self.env.get_template(&name).map_err(|_| RenderError::Unknown(send.template.clone()))?;
-            template.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
+            self.template(&send.template, &locale, suffix)?.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
         };
         let subject = one_line(render("subject")?);
         let preheader = one_line(render("preheader")?);
         let context = self.context(send, &locale, links, &preheader);
         let render = |suffix: &str| -> Result<String, RenderError> {
-            let name = format!("{locale}/{}.{suffix}", send.template);
-            let template = self.env.get_template(&name).map_err(|_| RenderError::Unknown(send.template.clone()))?;
-            template.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
+            self.template(&send.template, &locale, suffix)?.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
         };
         let mjml = render("mjml")?;
         let parsed = mrml::parse(&mjml).map_err(|e| err(format!("MJML: {e}")))?;
@@ -198,12 +233,19 @@ impl Renderer {
     pub fn render_subject(&self, send: &SendIntent) -> Result<RenderedEmail, RenderError> {
         let locale = self.choose_locale(&send.template, &send.profile);
         let context = self.context(send, &locale, Links::default(), "");
-        let name = format!("{locale}/{}.subject", send.template);
-        let template = self.env.get_template(&name).map_err(|_| RenderError::Unknown(send.template.clone()))?;
-        let subject = template
+        let subject = self
+            .template(&send.template, &locale, "subject")?
             .render(&context)
             .map_err(|e| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message: format!("subject: {e:#}") })?;
         Ok(RenderedEmail { locale, subject: one_line(subject), preheader: String::new(), html: String::new(), text: String::new() })
+    }
+
+    /// One part (`mjml`, `subject`, `preheader`) of a template, compiled now if it was not yet.
+    fn template(&self, template: &str, locale: &str, part: &str) -> Result<minijinja::Template<'_, '_>, RenderError> {
+        self.env.get_template(&format!("{locale}/{template}.{part}")).map_err(|e| match e.kind() {
+            minijinja::ErrorKind::TemplateNotFound => RenderError::Unknown(template.to_owned()),
+            _ => RenderError::Template { template: template.to_owned(), locale: locale.to_owned(), message: format!("{part}: {e:#}") },
+        })
     }
 
     /// The template variables, built as minijinja values directly (the event is serialized

@@ -113,3 +113,44 @@ fn every_template_renders_in_every_locale_and_matches_its_snapshot() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// What the Lambdas use: the same emails, byte for byte, with templates compiled on first use.
+#[test]
+fn compiling_on_first_use_renders_every_email_exactly_as_compiling_at_start() {
+    let flows = repo_flows();
+    let checked = Renderer::new(&flows).unwrap();
+    let on_first_use = Renderer::compiling_on_first_use(&flows).unwrap();
+    let now = at("2026-11-20T01:15:00Z");
+    for locale in ["ja", "en"] {
+        for name in super::sample::template_names(&flows) {
+            let send = super::sample::sample_send(&flows, &name, locale, now).unwrap();
+            let links = super::Links { unsubscribe: Some("https://api.example.com/u/TOKEN"), activation: None };
+            assert_eq!(on_first_use.render(&send, links).unwrap(), checked.render(&send, links).unwrap(), "{locale}/{name}");
+            assert_eq!(on_first_use.render_subject(&send).unwrap(), checked.render_subject(&send).unwrap(), "{locale}/{name}");
+        }
+    }
+}
+
+/// A template that does not compile: refused at start by `new`, and named (not "unknown")
+/// when compiled on first use.
+#[test]
+fn a_broken_template_is_named_whether_compiled_at_start_or_on_first_use() {
+    let files = |body: &str| {
+        vec![
+            ("store.yaml".to_owned(), std::fs::read_to_string(crate::testing::flows_dir().join("store.yaml")).unwrap()),
+            ("hello.yaml".to_owned(), "id: hello\ncategory: transactional\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: hi, send: hello}\n".to_owned()),
+            ("templates/ja/hello.mjml".to_owned(), format!("---\nsubject: こんにちは\n---\n<mjml><mj-body>{body}</mj-body></mjml>")),
+        ]
+    };
+    let broken = crate::flow::FlowSet::from_files(files("{% if %}")).unwrap();
+    let at_start = Renderer::new(&broken).err().expect("refused at start").to_string();
+    assert!(at_start.contains("hello") && at_start.contains("ja"), "{at_start}");
+
+    let lazy = Renderer::compiling_on_first_use(&broken).expect("nothing is compiled yet");
+    let event = Event::parse(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
+    let decision = decide(&broken, None, Input::Event(&event), at("2026-11-20T01:00:00Z"));
+    let send = decision.sends().next().expect("one send").clone();
+    let error = lazy.render(&send, super::Links::default()).unwrap_err();
+    assert!(matches!(error, super::RenderError::Template { ref template, ref locale, .. } if template == "hello" && locale == "ja"), "{error}");
+    assert!(error.to_string().contains("mjml"), "names the part: {error}");
+}

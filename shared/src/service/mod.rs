@@ -111,8 +111,19 @@ impl App {
     /// With links signed by a throwaway key (simulator, tests); deployments call `with_links`.
     pub fn new(flows: FlowSet, ports: Ports) -> anyhow::Result<App> {
         let renderer = Renderer::new(&flows)?;
+        Ok(App::with_renderer(flows, ports, renderer))
+    }
+
+    /// For flows already checked whole (the Lambdas' bundled flows, by the tests): each
+    /// template compiles the first time it is sent, not all at cold start.
+    pub fn compiling_templates_on_first_use(flows: FlowSet, ports: Ports) -> anyhow::Result<App> {
+        let renderer = Renderer::compiling_on_first_use(&flows)?;
+        Ok(App::with_renderer(flows, ports, renderer))
+    }
+
+    fn with_renderer(flows: FlowSet, ports: Ports, renderer: Renderer) -> App {
         let links = unsubscribe::UnsubscribeLinks::ephemeral(&flows.store.base_url);
-        Ok(App { flows: Arc::new(flows), renderer, ports, links, render_bodies: true })
+        App { flows: Arc::new(flows), renderer, ports, links, render_bodies: true }
     }
 
     /// For the simulator: emails get their subject but no body (bodies are checked by

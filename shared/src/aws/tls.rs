@@ -1,0 +1,98 @@
+//! Which certificate authorities the AWS clients trust.
+//!
+//! The SDK's default reads the platform's whole CA store at start (on this machine the bundle
+//! plus 146 files in /etc/ssl/certs): about 3 ms of every cold start, for one purpose, talking
+//! to AWS endpoints, whose certificates are all issued under Amazon Trust Services' roots.
+//! So by default only those five roots are trusted; `AFTERCARE_TLS_ROOTS=system` restores the
+//! platform store (for an HTTPS `AWS_ENDPOINT_URL` that is not AWS, or a region such as
+//! China's whose endpoints use other issuers).
+
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use aws_smithy_http_client::Builder;
+
+use super::ConfigError;
+
+/// Amazon Root CA 1–4 and Starfield Services Root CA G2 (which cross-signs them), as published
+/// by Amazon Trust Services (https://www.amazontrust.com/repository/). SHA-256 fingerprints are
+/// checked by the tests below.
+pub const AMAZON_ROOTS_PEM: &str = include_str!("amazon-roots.pem");
+
+/// What `AFTERCARE_TLS_ROOTS` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustedRoots {
+    Amazon,
+    System,
+}
+
+impl TrustedRoots {
+    pub fn parse(value: Option<&str>) -> Result<TrustedRoots, ConfigError> {
+        match value.map(str::trim) {
+            None | Some("") | Some("amazon") => Ok(TrustedRoots::Amazon),
+            Some("system") => Ok(TrustedRoots::System),
+            Some(other) => Err(ConfigError(format!("AFTERCARE_TLS_ROOTS must be `amazon` (default) or `system`, got {other:?}"))),
+        }
+    }
+
+    fn trust_store(self) -> TrustStore {
+        match self {
+            TrustedRoots::Amazon => TrustStore::empty().with_native_roots(false).with_pem_certificate(AMAZON_ROOTS_PEM.as_bytes()),
+            TrustedRoots::System => TrustStore::default(),
+        }
+    }
+}
+
+/// The SDK's own rustls + aws-lc HTTPS client, with the chosen trust store.
+pub fn with_https_client(loader: aws_config::ConfigLoader, roots: TrustedRoots) -> Result<aws_config::ConfigLoader, ConfigError> {
+    let context = TlsContext::builder()
+        .with_trust_store(roots.trust_store())
+        .build()
+        .map_err(|e| ConfigError(format!("TLS settings: {e}")))?;
+    Ok(loader.http_client(Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn der_certificates(pem: &str) -> Vec<Vec<u8>> {
+        use base64::Engine;
+        pem.split("-----BEGIN CERTIFICATE-----")
+            .skip(1)
+            .map(|block| {
+                let body: String = block.split("-----END CERTIFICATE-----").next().unwrap().chars().filter(|c| !c.is_whitespace()).collect();
+                base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bundled_roots_are_exactly_amazon_trust_services_five() {
+        // Fingerprints as listed at https://www.amazontrust.com/repository/.
+        let expected = [
+            "8ecde6884f3d87b1125ba31ac3fcb13d7016de7f57cc904fe1cb97c6ae98196e", // Amazon Root CA 1
+            "1ba5b2aa8c65401a82960118f80bec4f62304d83cec4713a19c39c011ea46db4", // Amazon Root CA 2
+            "18ce6cfe7bf14e60b2e347b8dfe868cb31d02ebb3ada271569f50343b46db3a4", // Amazon Root CA 3
+            "e35d28419ed02025cfa69038cd623962458da5c695fbdea3c22b0bfb25897092", // Amazon Root CA 4
+            "568d6905a2c88708a4b3025190edcfedb1974a606a13c6e5290fcb2ae63edab5", // Starfield Services Root CA G2
+        ];
+        let found: Vec<String> = der_certificates(AMAZON_ROOTS_PEM).iter().map(|der| hex::encode(Sha256::digest(der))).collect();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn the_setting_is_amazon_by_default_system_on_request_and_anything_else_is_refused() {
+        assert_eq!(TrustedRoots::parse(None).unwrap(), TrustedRoots::Amazon);
+        assert_eq!(TrustedRoots::parse(Some("")).unwrap(), TrustedRoots::Amazon);
+        assert_eq!(TrustedRoots::parse(Some("system")).unwrap(), TrustedRoots::System);
+        let error = TrustedRoots::parse(Some("mozilla")).unwrap_err().to_string();
+        assert!(error.contains("AFTERCARE_TLS_ROOTS") && error.contains("mozilla"), "{error}");
+    }
+
+    #[test]
+    fn both_trust_stores_build_a_client() {
+        for roots in [TrustedRoots::Amazon, TrustedRoots::System] {
+            with_https_client(aws_config::defaults(aws_config::BehaviorVersion::latest()), roots).unwrap();
+        }
+    }
+}
