@@ -76,20 +76,50 @@ impl Scope<'_> {
         at.with_timezone(&self.profile.timezone.unwrap_or(self.store.timezone).0).date_naive()
     }
 
-    /// The variables, as minijinja values built directly (the event is serialized once and
-    /// its parts are shared, rather than going through serde_json twice per evaluation).
-    pub fn to_value(&self) -> minijinja::Value {
+    /// The variables, as minijinja values built directly (the event serialized once and its
+    /// parts shared), and only the top-level ones `wanted` says an expression reads: most
+    /// read one or two, and serializing the event was most of an evaluation.
+    fn variables(&self, wanted: impl Fn(&str) -> bool) -> minijinja::Value {
+        use minijinja::Value as V;
+        const FROM_EVENT: [&str; 7] = ["order", "shipment", "checkout", "review", "email", "properties", "event"];
+        let mut vars: Vec<(&'static str, V)> = Vec::with_capacity(12);
+        if FROM_EVENT.iter().any(|name| wanted(name)) {
+            let event = V::from_serialize(self.event);
+            for name in FROM_EVENT.into_iter().filter(|name| wanted(name)) {
+                let value = if name == "event" { event.clone() } else { event.get_attr(name).unwrap_or(V::UNDEFINED) };
+                vars.push((name, value));
+            }
+        }
+        let order = self.event.order.as_ref();
+        let currency = || order.and_then(|o| o.currency.as_ref()).map(|c| c.to_string());
+        if wanted("item") {
+            vars.push(("item", self.item.map(V::from_serialize).into()));
+        }
+        if wanted("order_total") {
+            vars.push(("order_total", order.and_then(|o| o.total).and_then(|t| t.0.to_string().parse::<f64>().ok()).into()));
+        }
+        if wanted("vip_threshold") {
+            let threshold = currency().as_ref().and_then(|c| self.store.vip_thresholds.get(c)).and_then(|t| t.to_string().parse::<f64>().ok());
+            vars.push(("vip_threshold", threshold.into()));
+        }
+        if wanted("customer") {
+            vars.push(("customer", self.customer()));
+        }
+        if wanted("enrollment") {
+            let enrollment = self.enrollment.map(|e| minijinja::context! {
+                key => e.key, variant => e.variant, opened => V::from_serialize(&e.opened), clicked => V::from_serialize(&e.clicked),
+            });
+            vars.push(("enrollment", enrollment.into()));
+        }
+        V::from_iter(vars)
+    }
+
+    fn customer(&self) -> minijinja::Value {
         use minijinja::Value as V;
         let p = self.profile;
-        let event = V::from_serialize(self.event);
-        let part = |name: &str| event.get_attr(name).unwrap_or(V::UNDEFINED);
         let days_since = |at: DateTime<Utc>| (self.now - at).num_days();
-        let order = self.event.order.as_ref();
-        let currency = order.and_then(|o| o.currency.as_ref()).map(|c| c.to_string());
-        let order_total = order.and_then(|o| o.total).and_then(|t| t.0.to_string().parse::<f64>().ok());
-        let vip_threshold = currency.as_ref().and_then(|c| self.store.vip_thresholds.get(c)).and_then(|t| t.to_string().parse::<f64>().ok());
         let since_30d = self.now - Duration::days(30);
-        let customer = minijinja::context! {
+        minijinja::context! {
             id => p.id.as_str(), email => p.email.as_ref().map(|e| e.as_str()), first_name => p.first_name, last_name => p.last_name,
             locale => p.locale.as_ref().map(|l| l.as_str()), has_account => p.has_account, marketing_consent => p.marketing_consent,
             orders_count => p.orders_count, total_spent => V::from_serialize(&p.total_spent),
@@ -100,20 +130,15 @@ impl Scope<'_> {
             days_since_last_order => p.last_order_at.map(days_since),
             opens_30d => p.opens.iter().filter(|t| **t > since_30d && **t <= self.now).count(),
             days_since_sent => V::from_serialize(p.last_sent.iter().map(|(flow, at)| (flow.clone(), days_since(*at))).collect::<std::collections::BTreeMap<_, _>>()),
-        };
-        let enrollment = self.enrollment.map(|e| minijinja::context! {
-            key => e.key, variant => e.variant, opened => V::from_serialize(&e.opened), clicked => V::from_serialize(&e.clicked),
-        });
-        minijinja::context! {
-            order => part("order"), shipment => part("shipment"), checkout => part("checkout"), review => part("review"),
-            email => part("email"), properties => part("properties"), event => event,
-            item => self.item.map(V::from_serialize), order_total => order_total, vip_threshold => vip_threshold,
-            customer => customer, enrollment => enrollment,
         }
     }
 }
 
-type Compiled = minijinja::Expression<'static, 'static>;
+/// A compiled expression and the top-level variables it reads.
+struct Compiled {
+    expression: minijinja::Expression<'static, 'static>,
+    reads: std::collections::HashSet<String>,
+}
 
 /// One environment for all flow expressions, and each expression compiled once per process
 /// (flows are few and fixed; compiling on every evaluation dominated the simulator's time).
@@ -129,15 +154,53 @@ fn compiled(expression: &str) -> Result<std::sync::Arc<Compiled>, String> {
     if let Some(hit) = CACHE.read().unwrap_or_else(|p| p.into_inner()).get(expression) {
         return Ok(hit.clone());
     }
-    let fresh = Arc::new(ENV.compile_expression_owned(expression.to_owned()).map_err(|e| e.to_string())?);
+    let compiled = ENV.compile_expression_owned(expression.to_owned()).map_err(|e| e.to_string())?;
+    let fresh = Arc::new(Compiled { reads: compiled.undeclared_variables(false), expression: compiled });
     CACHE.write().unwrap_or_else(|p| p.into_inner()).insert(expression.to_owned(), fresh.clone());
     Ok(fresh)
 }
 
 pub fn evaluate_value(expression: &str, scope: &Scope<'_>) -> Result<minijinja::Value, String> {
-    compiled(expression)?.eval(scope.to_value()).map_err(|e| e.to_string())
+    let compiled = compiled(expression)?;
+    compiled.expression.eval(scope.variables(|name| compiled.reads.contains(name))).map_err(|e| e.to_string())
 }
 
 pub fn evaluate(expression: &str, scope: &Scope<'_>) -> Result<bool, String> {
     evaluate_value(expression, scope).map(|v| v.is_true())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CustomerId, CustomerState, Event};
+    use crate::testing::{at, order_placed, repo_flows};
+
+    /// Building only the variables an expression reads gives the value building all of them
+    /// gives, for the default flows' expressions and for ones reading every variable.
+    #[test]
+    fn an_expression_sees_the_same_values_when_only_what_it_reads_is_built() {
+        let flows = repo_flows();
+        let mut state = CustomerState::new(CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
+        state.profile.first_order_id = Some("A1".into());
+        state.profile.orders_count = 2;
+        let event = Event::parse(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
+        let item = serde_json::json!({"sku": "BEAN-1", "quantity": 1});
+        let scope = Scope { profile: &state.profile, event: &event, item: Some(&item), enrollment: None, store: &flows.store, now: at("2026-11-21T00:00:00Z") };
+        let expressions = [
+            "order.id == customer.first_order_id",
+            "vip_threshold is not none and order_total is not none and order_total >= vip_threshold",
+            "customer.sku_order_counts[item.sku] >= 2",
+            "[order.id, event.type, event.customer.id, customer.orders_count, item.sku, order_total, shipment, checkout, review, email, properties, enrollment]",
+            "customer.orders_count + (order.items | length)",
+        ];
+        for expression in expressions {
+            let compiled = compiled(expression).unwrap();
+            let everything = compiled.expression.eval(scope.variables(|_| true)).unwrap();
+            let only_read = evaluate_value(expression, &scope).unwrap();
+            assert_eq!(only_read.to_string(), everything.to_string(), "{expression}");
+            assert!(!everything.is_undefined(), "{expression}");
+        }
+        assert_eq!(evaluate_value("customer.orders_count + (order.items | length)", &scope).unwrap().to_string(), "5", "2 orders + 3 items");
+        assert!(evaluate("order.id == customer.first_order_id", &scope).unwrap());
+    }
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{instrument, warn};
 
-use crate::domain::{CustomerId, Event, FieldError, TimelineEntry, TimelineKind};
+use crate::domain::{CustomerId, CustomerState, Event, FieldError, Profile, TimelineEntry, TimelineKind};
 use crate::engine::{self, Decision, DueStep, Effect, Input, SendIntent};
 use crate::flow::{Category, FlowSet};
 use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, PortError, Publisher, ScheduledStep, Scheduler, Store};
@@ -156,7 +156,11 @@ impl App {
             .enumerate()
             .map(|(i, v)| Event::parse(v).map_err(|error| ServiceError::Invalid { index: indexed.then_some(i), error }))
             .collect::<Result<Vec<_>, _>>()?;
-        self.check_first_sight_email(&events, indexed).await?;
+        // One event (the usual post) is checked in `process` against the state it loads
+        // anyway; a batch is checked whole first, so that one bad event writes nothing.
+        if indexed {
+            self.check_first_sight_email(&events, indexed).await?;
+        }
         let mut report = IngestReport::default();
         for event in &events {
             match self.ingest_event(event, &mut report.reports).await? {
@@ -185,15 +189,14 @@ impl App {
                 }
             };
             if !exists {
-                return Err(ServiceError::Invalid {
-                    index: indexed.then_some(i),
-                    error: FieldError::new("customer.email", "required", format!("customer.email is required the first time customer {id:?} is seen")),
-                });
+                return Err(first_sight_without_email(indexed.then_some(i), id));
             }
         }
         Ok(())
     }
 
+    /// Refuses (400, nothing written) an event for a customer never seen whose
+    /// `customer.email` is missing.
     #[instrument(skip_all, fields(customer_id = %event.customer.id, event_id = %event.id, event_type = %event.event_type))]
     pub async fn ingest_event(&self, event: &Event, reports: &mut Vec<SendReport>) -> Result<Processed, ServiceError> {
         self.process(&event.customer.id, Input::Event(event), reports, false).await
@@ -230,6 +233,10 @@ impl App {
                 return Ok(Processed::UnknownCustomer);
             }
             if let Input::Event(event) = &input {
+                let has_email = event.customer.email.is_some() || loaded.as_ref().is_some_and(|s| s.value.profile.email.is_some());
+                if !known_only && !has_email {
+                    return Err(first_sight_without_email(None, customer));
+                }
                 if ports.store.event_seen(customer, &event.id).await? {
                     return Ok(Processed::Duplicate);
                 }
@@ -267,27 +274,31 @@ impl App {
                 Input::Event(e) => Some((*e).clone()),
                 Input::Due(_) => None,
             };
+            // The state and counts move into the commit (a conflict decides afresh); the
+            // profile stays for the reports.
+            let profile = decision.state.profile.clone();
+            let placeholder = CustomerState::new(customer.clone(), profile.created_at);
             let commit = Commit {
                 customer_id: customer.clone(),
                 expected_version,
-                state: decision.state.clone(),
+                state: std::mem::replace(&mut decision.state, placeholder),
                 event,
                 timeline: decision.timeline.clone(),
-                stats: decision.stats.clone(),
+                stats: std::mem::take(&mut decision.stats),
             };
             match ports.store.commit(commit).await? {
                 CommitOutcome::Committed { .. } => {
-                    committed = Some(decision);
+                    committed = Some((decision, profile));
                     break;
                 }
                 CommitOutcome::DuplicateEvent => return Ok(Processed::Duplicate),
                 CommitOutcome::VersionConflict => continue,
             }
         }
-        let Some(decision) = committed else {
+        let Some((decision, profile)) = committed else {
             return Err(ServiceError::Retryable(format!("customer {customer} changed {MAX_ATTEMPTS} times while deciding")));
         };
-        self.report_skips(customer, &decision, reports);
+        self.report_skips(customer, &decision, &profile, reports);
         for send in decision.sends() {
             if send.category == Category::Transactional {
                 if let Some((_, report)) = delivered.remove(&(send.enrollment_id.clone(), send.step_id.clone())) {
@@ -326,11 +337,10 @@ impl App {
         Ok(Processed::Applied)
     }
 
-    fn report_skips(&self, customer: &CustomerId, decision: &Decision, reports: &mut Vec<SendReport>) {
+    fn report_skips(&self, customer: &CustomerId, decision: &Decision, profile: &Profile, reports: &mut Vec<SendReport>) {
         for entry in decision.timeline.iter().filter(|e| e.kind == TimelineKind::Skipped || e.kind == TimelineKind::Failed) {
             let (Some(flow), Some(template)) = (&entry.flow, &entry.template) else { continue };
             let category = self.flows.flow(flow).map_or("marketing", |f| f.category.as_str());
-            let profile = &decision.state.profile;
             reports.push(SendReport {
                 at: entry.at,
                 customer_id: customer.to_string(),
@@ -419,3 +429,10 @@ fn mark(decision: &mut Decision, send: &SendIntent, kind: TimelineKind, message_
 
 #[cfg(test)]
 mod tests;
+
+fn first_sight_without_email(index: Option<usize>, customer: &CustomerId) -> ServiceError {
+    ServiceError::Invalid {
+        index,
+        error: FieldError::new("customer.email", "required", format!("customer.email is required the first time customer {customer:?} is seen")),
+    }
+}

@@ -72,7 +72,16 @@ async fn email_is_required_the_first_time_only() {
     let mut anonymous = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
     anonymous["customer"].as_object_mut().unwrap().remove("email");
     let err = m.app.ingest_json(&[anonymous.clone()]).await.unwrap_err();
-    assert!(matches!(&err, ServiceError::Invalid { error, .. } if error.field == "customer.email"), "{err:?}");
+    assert!(matches!(&err, ServiceError::Invalid { index: None, error } if error.field == "customer.email"), "{err:?}");
+    assert!(m.store.load(&customer("c1")).await.unwrap().is_none(), "nothing written");
+    assert!(!m.store.event_seen(&customer("c1"), &crate::domain::EventId::parse("e1").unwrap()).await.unwrap(), "the event is not marked seen, so a corrected retry is accepted");
+    // In a batch, the whole batch is refused and the index names the event.
+    let mut other = anonymous.clone();
+    other["id"] = json!("e2");
+    let err = m.app.ingest_json(&[order_placed("e3", "c3", "A3", "2026-11-20T10:00:00+09:00"), other]).await.unwrap_err();
+    assert!(matches!(&err, ServiceError::Invalid { index: Some(1), error } if error.field == "customer.email"), "{err:?}");
+    assert!(m.store.load(&customer("c3")).await.unwrap().is_none(), "nothing of the batch written");
+    assert!(m.mailer.sent().is_empty());
     // Given earlier in the same batch, it counts.
     let report = m.app.ingest_json(&[order_placed("e0", "c1", "A0", "2026-11-20T10:00:00+09:00"), anonymous]).await.unwrap();
     assert_eq!(report.accepted, 2);
