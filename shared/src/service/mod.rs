@@ -159,7 +159,7 @@ impl App {
         // One event (the usual post) is checked in `process` against the state it loads
         // anyway; a batch is checked whole first, so that one bad event writes nothing.
         if indexed {
-            self.check_first_sight_email(&events, indexed).await?;
+            self.check_batch_first_sight_email(&events).await?;
         }
         let mut report = IngestReport::default();
         for event in &events {
@@ -171,8 +171,9 @@ impl App {
         Ok(report)
     }
 
-    /// `customer.email` is required the first time a customer is seen.
-    async fn check_first_sight_email(&self, events: &[Event], indexed: bool) -> Result<(), ServiceError> {
+    /// A batch: `customer.email` is required the first time a customer is seen, by any event
+    /// of the batch or before it; the error's index names the event.
+    async fn check_batch_first_sight_email(&self, events: &[Event]) -> Result<(), ServiceError> {
         let mut known: HashMap<&CustomerId, bool> = HashMap::new();
         for (i, event) in events.iter().enumerate() {
             let id = &event.customer.id;
@@ -189,7 +190,7 @@ impl App {
                 }
             };
             if !exists {
-                return Err(first_sight_without_email(indexed.then_some(i), id));
+                return Err(first_sight_without_email(Some(i), id));
             }
         }
         Ok(())
