@@ -69,9 +69,39 @@ fn step(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a Lambda does at cold start besides the AWS SDK: load its flows, set up the renderer.
+fn cold_start_parts(c: &mut Criterion) {
+    let flows = repo_flows();
+    let mut group = c.benchmark_group("cold start parts");
+    group.bench_function("flows: parse and validate flows/ (files already read)", |b| {
+        let sources = read_flow_files();
+        b.iter(|| aftercare_core::flow::FlowSet::from_files(sources.clone()).unwrap())
+    });
+    group.bench_function("renderer: compile every template (aftercare validate, dev)", |b| b.iter(|| Renderer::new(&flows).unwrap()));
+    group.bench_function("renderer: compile on first use (the Lambdas)", |b| b.iter(|| Renderer::compiling_on_first_use(&flows).unwrap()));
+    group.finish();
+}
+
+fn read_flow_files() -> Vec<(String, String)> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "mjml") {
+                out.push((path.strip_prefix(root).unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let root = aftercare_core::testing::flows_dir();
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = ingest, step
+    targets = ingest, step, cold_start_parts
 }
 criterion_main!(benches);
