@@ -38,8 +38,12 @@ fn ingest(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
-    // email_opened for known customers (the most frequent event of a live store).
-    for i in 0..1000 {
+    // email_opened for known customers (the most frequent event of a live store). Each open
+    // stays on its customer's profile for 30 days, so the pool is large enough that a run
+    // (~250k iterations) leaves each customer about a dozen: with 1,000 customers they held
+    // ~250 opens each by the end, which no real customer has, and every open got slower.
+    const KNOWN: u64 = 20_000;
+    for i in 0..KNOWN {
         runtime.block_on(m.app.ingest_json(&[order_placed(&format!("seed-{i}"), &format!("known-{i}"), "A1", "2026-11-20T10:15:00+09:00")])).unwrap();
     }
     let opened = json!({"id": "x", "type": "email_opened", "occurred_at": "2026-11-20T12:00:00+09:00", "customer": {"id": "x"}, "email": {"flow": "thank_you"}});
@@ -47,10 +51,22 @@ fn ingest(c: &mut Criterion) {
     group.bench_function("floor: serde_json::from_slice (email_opened)", |b| b.iter(|| serde_json::from_slice::<Value>(&opened_bytes).unwrap()));
     group.bench_function("parse + decide + commit (email_opened, memory ports)", |b| {
         b.iter_batched(
-            || fresh(opened.clone(), Some(format!("known-{}", N.load(Ordering::Relaxed) % 1000))),
+            || fresh(opened.clone(), Some(format!("known-{}", N.load(Ordering::Relaxed) % KNOWN))),
             |bytes| runtime.block_on(m.app.ingest_json(&[serde_json::from_slice::<Value>(&bytes).unwrap()])).unwrap(),
             criterion::BatchSize::SmallInput,
         )
+    });
+    // Its parts, for one known customer (a state with one order's waiting enrollments).
+    use aftercare_core::ports::Store;
+    let known = aftercare_core::domain::CustomerId::parse("known-0").unwrap();
+    let state = runtime.block_on(m.store.load(&known)).unwrap().unwrap().value;
+    let mut one_open = opened.clone();
+    one_open["customer"]["id"] = json!("known-0");
+    let one_open = Event::parse(&one_open).unwrap();
+    group.bench_function("  part: Event::parse (email_opened)", |b| b.iter(|| Event::parse(&serde_json::from_slice::<Value>(&opened_bytes).unwrap()).unwrap()));
+    group.bench_function("  part: copy a known customer's state (what a load returns)", |b| b.iter(|| state.clone()));
+    group.bench_function("  part: decide (email_opened, known customer)", |b| {
+        b.iter_batched(|| state.clone(), |state| decide(&flows, Some(state), Input::Event(&one_open), at("2026-11-20T03:00:00Z")), criterion::BatchSize::SmallInput)
     });
     group.finish();
 }
