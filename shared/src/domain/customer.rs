@@ -206,20 +206,17 @@ impl SendRecord {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Stored as `domain::stored` says: each trigger event once.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CustomerState {
     pub profile: Profile,
-    #[serde(default)]
     pub enrollments: Vec<Enrollment>,
     /// Enrollment ids that ended, so a per-order flow never runs twice for one order.
-    #[serde(default)]
     pub finished: BTreeMap<String, DateTime<Utc>>,
     /// Sends of the last days, newest last, for smart sending and frequency rules.
-    #[serde(default)]
     pub recent_sends: Vec<SendRecord>,
     /// The last schedule generation handed out. Unique per customer, so a restarted or
     /// re-entered enrollment never reuses the schedule name of the one it replaces.
-    #[serde(default)]
     pub last_generation: u32,
 }
 

@@ -4,6 +4,7 @@
 mod customer;
 mod event;
 mod reader;
+mod stored;
 mod values;
 
 pub use customer::{CustomerState, Enrollment, Profile, SendRecord, TimelineEntry, TimelineKind};

@@ -1,0 +1,252 @@
+//! The stored form of a [`CustomerState`] (DynamoDB item, SQLite row, export): each trigger
+//! event once, in `triggers`, with enrollments pointing at it by index. One order starts most
+//! of the default flows, so the same event used to be written once per waiting enrollment —
+//! over half of a typical state's bytes, and DynamoDB bills writes per KB. States written
+//! before this carry the event inline in every enrollment; they still load.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+use super::customer::{CustomerState, Enrollment, Profile, SendRecord};
+use super::event::Event;
+
+#[derive(Serialize)]
+struct StateOut<'a> {
+    profile: &'a Profile,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    triggers: Vec<&'a Event>,
+    enrollments: Vec<EnrollmentOut<'a>>,
+    finished: &'a BTreeMap<String, DateTime<Utc>>,
+    recent_sends: &'a [SendRecord],
+    last_generation: u32,
+}
+
+#[derive(Serialize)]
+struct EnrollmentOut<'a> {
+    id: &'a str,
+    flow: &'a str,
+    flow_version: &'a str,
+    key: &'a str,
+    step_id: &'a str,
+    due_at: &'a Option<DateTime<Utc>>,
+    anchor: &'a DateTime<Utc>,
+    generation: u32,
+    entered_at: &'a DateTime<Utc>,
+    /// Index into `triggers`.
+    trigger: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item: &'a Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: &'a Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    opened: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    clicked: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger_value: &'a Option<String>,
+}
+
+impl Serialize for CustomerState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let CustomerState { profile, enrollments, finished, recent_sends, last_generation } = self;
+        let mut triggers: Vec<&Arc<Event>> = Vec::new();
+        let enrollments = enrollments
+            .iter()
+            .map(|enrollment| {
+                // Destructured without `..`: a new field must be given a stored form here.
+                let Enrollment { id, flow, flow_version, key, step_id, due_at, anchor, generation, entered_at, trigger, item, variant, opened, clicked, trigger_value } = enrollment;
+                // Shared in memory (`Arc`), or equal (loaded from the older form).
+                let index = match triggers.iter().position(|t| Arc::ptr_eq(t, trigger) || **t == *trigger) {
+                    Some(index) => index,
+                    None => {
+                        triggers.push(trigger);
+                        triggers.len() - 1
+                    }
+                };
+                EnrollmentOut {
+                    id,
+                    flow,
+                    flow_version,
+                    key,
+                    step_id,
+                    due_at,
+                    anchor,
+                    generation: *generation,
+                    entered_at,
+                    trigger: index,
+                    item,
+                    variant,
+                    opened,
+                    clicked,
+                    trigger_value,
+                }
+            })
+            .collect();
+        StateOut { profile, triggers: triggers.into_iter().map(|t| &**t).collect(), enrollments, finished, recent_sends, last_generation: *last_generation }
+            .serialize(serializer)
+    }
+}
+
+#[derive(Deserialize)]
+struct StateIn {
+    profile: Profile,
+    #[serde(default)]
+    triggers: Vec<Arc<Event>>,
+    #[serde(default)]
+    enrollments: Vec<EnrollmentIn>,
+    #[serde(default)]
+    finished: BTreeMap<String, DateTime<Utc>>,
+    #[serde(default)]
+    recent_sends: Vec<SendRecord>,
+    #[serde(default)]
+    last_generation: u32,
+}
+
+#[derive(Deserialize)]
+struct EnrollmentIn {
+    id: String,
+    flow: String,
+    flow_version: String,
+    key: String,
+    step_id: String,
+    due_at: Option<DateTime<Utc>>,
+    anchor: DateTime<Utc>,
+    generation: u32,
+    entered_at: DateTime<Utc>,
+    trigger: TriggerIn,
+    #[serde(default)]
+    item: Option<serde_json::Value>,
+    #[serde(default)]
+    variant: Option<String>,
+    #[serde(default)]
+    opened: Vec<String>,
+    #[serde(default)]
+    clicked: Vec<String>,
+    #[serde(default)]
+    trigger_value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TriggerIn {
+    Index(usize),
+    /// The form written before `triggers` existed.
+    Inline(Arc<Event>),
+}
+
+impl<'de> Deserialize<'de> for CustomerState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let StateIn { profile, mut triggers, enrollments, finished, recent_sends, last_generation } = StateIn::deserialize(deserializer)?;
+        let enrollments = enrollments
+            .into_iter()
+            .map(|e| {
+                let trigger = match e.trigger {
+                    // Shared again, as the engine made them.
+                    TriggerIn::Inline(event) => match triggers.iter().find(|t| **t == event) {
+                        Some(shared) => shared.clone(),
+                        None => {
+                            triggers.push(event.clone());
+                            event
+                        }
+                    },
+                    TriggerIn::Index(index) => triggers.get(index).cloned().ok_or_else(|| {
+                        de::Error::custom(format_args!("enrollment {:?}: trigger {index} is not in triggers (it has {})", e.id, triggers.len()))
+                    })?,
+                };
+                Ok(Enrollment {
+                    id: e.id,
+                    flow: e.flow,
+                    flow_version: e.flow_version,
+                    key: e.key,
+                    step_id: e.step_id,
+                    due_at: e.due_at,
+                    anchor: e.anchor,
+                    generation: e.generation,
+                    entered_at: e.entered_at,
+                    trigger,
+                    item: e.item,
+                    variant: e.variant,
+                    opened: e.opened,
+                    clicked: e.clicked,
+                    trigger_value: e.trigger_value,
+                })
+            })
+            .collect::<Result<Vec<_>, D::Error>>()?;
+        Ok(CustomerState { profile, enrollments, finished, recent_sends, last_generation })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::domain::CustomerId;
+    use crate::ports::Store;
+    use crate::testing::{at, memory_app, order_placed, repo_flows};
+
+    /// A real state: one order, which starts most of the default flows.
+    async fn state_after_an_order() -> CustomerState {
+        let app = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
+        let order = order_placed("e1", "cust-1", "A1", "2026-11-20T10:15:00+09:00");
+        app.app.ingest_json(&[order]).await.unwrap();
+        let customer = CustomerId::parse("cust-1").unwrap();
+        app.store.load(&customer).await.unwrap().unwrap().value
+    }
+
+    /// The form written before `triggers`: the event inline in every enrollment.
+    fn inline_form(stored: &Value) -> Value {
+        let mut old = stored.clone();
+        let triggers = old["triggers"].as_array().cloned().unwrap();
+        for enrollment in old["enrollments"].as_array_mut().unwrap() {
+            let index = enrollment["trigger"].as_u64().unwrap() as usize;
+            enrollment["trigger"] = triggers[index].clone();
+        }
+        old.as_object_mut().unwrap().remove("triggers");
+        old
+    }
+
+    #[tokio::test]
+    async fn each_trigger_event_is_stored_once_and_loads_back_shared() {
+        let state = state_after_an_order().await;
+        assert!(state.enrollments.len() >= 3, "an order starts several flows: {:?}", state.enrollments.iter().map(|e| &e.id).collect::<Vec<_>>());
+        let stored = serde_json::to_value(&state).unwrap();
+        assert_eq!(stored["triggers"].as_array().map(Vec::len), Some(1), "one event started them all: {stored}");
+        assert!(stored["enrollments"].as_array().unwrap().iter().all(|e| e["trigger"] == json!(0)));
+
+        let loaded: CustomerState = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(loaded, state);
+        let first = &loaded.enrollments[0].trigger;
+        assert!(loaded.enrollments.iter().all(|e| Arc::ptr_eq(&e.trigger, first)), "loaded enrollments share their trigger");
+
+        let new_size = serde_json::to_vec(&stored).unwrap().len();
+        let old_size = serde_json::to_vec(&inline_form(&stored)).unwrap().len();
+        let event_size = serde_json::to_vec(&stored["triggers"][0]).unwrap().len();
+        let saved = (state.enrollments.len() - 1) * event_size;
+        assert!(new_size + saved <= old_size + 16 * state.enrollments.len(), "stored {new_size} bytes, inline {old_size}, event {event_size}");
+    }
+
+    #[tokio::test]
+    async fn a_state_stored_with_inline_triggers_still_loads_and_is_rewritten_compact() {
+        let state = state_after_an_order().await;
+        let stored = serde_json::to_value(&state).unwrap();
+        let loaded: CustomerState = serde_json::from_value(inline_form(&stored)).unwrap();
+        assert_eq!(loaded, state);
+        let first = &loaded.enrollments[0].trigger;
+        assert!(loaded.enrollments.iter().all(|e| Arc::ptr_eq(&e.trigger, first)), "equal inline events are shared again");
+        assert_eq!(serde_json::to_value(&loaded).unwrap(), stored);
+    }
+
+    #[tokio::test]
+    async fn a_trigger_outside_triggers_is_an_error_naming_the_enrollment() {
+        let state = state_after_an_order().await;
+        let mut stored = serde_json::to_value(&state).unwrap();
+        stored["enrollments"][0]["trigger"] = json!(7);
+        let id = state.enrollments[0].id.clone();
+        let error = serde_json::from_value::<CustomerState>(stored).unwrap_err().to_string();
+        assert!(error.contains(&format!("enrollment {id:?}: trigger 7 is not in triggers (it has 1)")), "{error}");
+    }
+}
