@@ -67,7 +67,7 @@ fn field_message(line: usize, field: &str, message: &str) -> String {
 }
 
 /// A problem that stops the run: exit code 2.
-struct BadInput(String);
+pub(crate) struct BadInput(pub(crate) String);
 
 pub fn run(args: SimulateArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -86,7 +86,7 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     }
 }
 
-fn read_events(path: &PathBuf) -> Result<Vec<(usize, Value, Event)>, BadInput> {
+pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<(usize, Value, Event)>, BadInput> {
     let file = std::fs::File::open(path).map_err(|e| BadInput(format!("cannot open {}: {e}", path.display())))?;
     let mut events = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {

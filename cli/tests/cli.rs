@@ -164,3 +164,48 @@ fn report_explains_missing_data_and_bad_ranges() {
     assert_eq!(out.status.code(), Some(2), "clap names the flag: {}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--from"));
 }
+
+#[test]
+fn cost_at_a_stores_own_mix_runs_its_events_and_measures_feedback() {
+    let dir = temp_dir("cost");
+    let store = dir.join("store.jsonl");
+    let generated = aftercare(&["generate", "--customers", "60", "--without-opens"]);
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    std::fs::write(&store, &generated.stdout).unwrap();
+    let orders = text(&generated.stdout).lines().filter(|l| l.contains(r#""type":"order_placed""#)).count();
+    assert!(orders > 0);
+
+    let out = aftercare(&["cost", "--orders", "1000", "--events", store.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bill: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let usage = &bill["usage"];
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    // Scaled to 1,000 orders: the store's events divided by its orders.
+    let lines = text(&generated.stdout).lines().count() as f64;
+    assert!((f(&usage["storefront_events"]) - lines * 1000.0 / orders as f64).abs() < 1e-6, "{usage}");
+    // Repeat buyers get no second welcome or win-back: fewer than the 12 of one lone order.
+    assert!(f(&usage["ses_sends"]) > 1000.0 && f(&usage["ses_sends"]) < 12_000.0, "{usage}");
+    // Every email's `Email Sent`, plus deliveries, opens…: more than one feedback event per email.
+    assert!(f(&usage["feedback_invocations"]) > 1.5 * f(&usage["ses_sends"]), "{usage}");
+    assert!((f(&bill["ses"]) - f(&usage["ses_sends"]) * 0.0001).abs() < 1e-9);
+
+    let table = text(&aftercare(&["cost", "--events", store.to_str().unwrap()]).stdout);
+    assert!(table.contains("1000 orders, at the mix of") && table.contains("emails per order") && table.contains("measured"), "{table}");
+}
+
+#[test]
+fn cost_refuses_an_event_file_without_orders_or_with_a_bad_line() {
+    let dir = temp_dir("cost-bad");
+    let no_orders = dir.join("no-orders.jsonl");
+    let registered = r#"{"id":"r1","type":"customer_registered","occurred_at":"2026-11-20T10:00:00+09:00","customer":{"id":"c1","email":"c1@example.jp"}}"#;
+    std::fs::write(&no_orders, format!("{registered}\n")).unwrap();
+    let out = aftercare(&["cost", "--events", no_orders.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("has no order_placed event"), "{}", text(&out.stderr));
+
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, format!("{registered}\n{{\"id\":\"x\"}}\n")).unwrap();
+    let out = aftercare(&["cost", "--events", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("line 2: "), "{}", text(&out.stderr));
+}

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
+use crate::domain::{CustomerId, CustomerState, Event, EventId, TimelineEntry};
 use crate::flow::FlowSet;
 use crate::memory::MemoryStore;
 use crate::ports::{Commit, CommitOutcome, PortError, Store, Versioned};
-use crate::simulation::Simulation;
+use crate::service::SendReport;
+use crate::simulation::{Recipients, Simulation};
 
 /// Counts calls and capacity units like `aws::DynamoStore::usage` (strongly consistent
 /// reads: 1 RCU per 4 KB, 1 for a miss; transactional writes: 2 WCU per KB per item).
@@ -190,11 +191,41 @@ pub fn one_order_journey() -> Vec<Value> {
     ]
 }
 
-/// Runs the journey through the real services and counts what AWS would bill.
-pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Usage> {
+/// Recipients as SES reports them to the feedback function: every email's `Email Sent`
+/// event, then whatever the recipient model makes of it.
+struct SesEvents {
+    model: Box<dyn Recipients>,
+    made: u64,
+}
+
+impl Recipients for SesEvents {
+    fn react(&mut self, sent: &SendReport) -> Vec<Event> {
+        self.made += 1;
+        let envelope = json!({
+            "id": format!("ses-sent-{}", self.made), "type": "email_sent",
+            "occurred_at": (sent.at + chrono::Duration::seconds(1)).to_rfc3339(),
+            "customer": {"id": sent.customer_id},
+            "email": {"message_id": sent.message_id, "flow": sent.flow, "step": sent.step_id, "template": sent.template,
+                      "enrollment": crate::engine::enrollment_tag(&sent.enrollment_id)},
+        });
+        let mut events: Vec<Event> = Event::parse(&envelope).ok().into_iter().collect();
+        events.extend(self.model.react(sent));
+        events
+    }
+}
+
+/// Runs the events through the real services for 400 days of flows and counts what AWS would
+/// bill. With `recipients`, SES's feedback (`Email Sent` for every email, then the model's
+/// deliveries, opens, clicks…) runs through the feedback service too and is metered like
+/// everything else; without, it is estimated at [`FEEDBACK_EVENTS_PER_EMAIL`].
+pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<chrono::Utc>, recipients: Option<Box<dyn Recipients>>) -> anyhow::Result<Usage> {
     let store = Arc::new(MeteredStore::default());
-    let start = events.first().and_then(|e| crate::domain::Event::parse(e).ok()).map_or(until, |e| e.occurred_at_utc());
-    let simulation = Simulation::with_store(flows, start, store.clone())?;
+    let start = events.first().and_then(|e| Event::parse(e).ok()).map_or(until, |e| e.occurred_at_utc());
+    let mut simulation = Simulation::with_store(flows, start, store.clone())?;
+    let measured_feedback = recipients.is_some();
+    if let Some(recipients) = recipients {
+        simulation = simulation.with_recipients(Box::new(SesEvents { model: recipients, made: 0 }));
+    }
     let mut steps = 0usize;
     for event in events {
         let before = simulation.scheduler.fired();
@@ -205,17 +236,22 @@ pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<c
     simulation.run_until(until).await?;
     steps += simulation.scheduler.fired() - before;
     let sends = simulation.mailer.count() as f64;
-    let feedback = sends * FEEDBACK_EVENTS_PER_EMAIL;
+    let (feedback, estimated_calls, estimated_reads, estimated_writes) = if measured_feedback {
+        (simulation.feedback_delivered() as f64, 0.0, 0.0, 0.0)
+    } else {
+        // Feedback events are stored like any other: one load, one dedupe check, one commit
+        // each (state, dedupe marker and timeline, about 8 WCU), plus one report counter item (2 WCU).
+        let feedback = sends * FEEDBACK_EVENTS_PER_EMAIL;
+        (feedback, feedback * 3.0, feedback * 3.0, feedback * 10.0)
+    };
     Ok(Usage {
         storefront_events: events.len() as f64,
         ingest_invocations: events.len() as f64,
         step_invocations: steps as f64,
         feedback_invocations: feedback,
-        // Feedback events are stored like any other: one load, one dedupe check, one commit each
-        // (state, dedupe marker and timeline, about 8 WCU), plus one report counter item (2 WCU).
-        dynamodb_calls: store.calls.load(Ordering::Relaxed) as f64 + feedback * 3.0,
-        read_units: store.read_units.load(Ordering::Relaxed) as f64 + feedback * 3.0,
-        write_units: store.write_units.load(Ordering::Relaxed) as f64 + feedback * 10.0,
+        dynamodb_calls: store.calls.load(Ordering::Relaxed) as f64 + estimated_calls,
+        read_units: store.read_units.load(Ordering::Relaxed) as f64 + estimated_reads,
+        write_units: store.write_units.load(Ordering::Relaxed) as f64 + estimated_writes,
         scheduler_creates: simulation.scheduler.created.load(Ordering::Relaxed) as f64,
         scheduler_deletes: simulation.scheduler.deleted.load(Ordering::Relaxed) as f64,
         ses_sends: sends,
@@ -230,7 +266,7 @@ mod tests {
     #[tokio::test]
     async fn one_order_through_every_default_flow_is_counted() {
         let until = crate::testing::at("2027-12-25T00:00:00Z");
-        let usage = measure(crate::testing::repo_flows(), &one_order_journey(), until).await.unwrap();
+        let usage = measure(crate::testing::repo_flows(), &one_order_journey(), until, None).await.unwrap();
         // confirmation, thank-you, shipping, usage guide, follow-up, review request + reminder,
         // cross-sell, replenishment, win-back, birthday, anniversary
         assert_eq!(usage.ses_sends, 12.0);
@@ -240,5 +276,34 @@ mod tests {
         let bill = usage.scaled(1000.0).bill();
         assert!((bill.ses - 1.2).abs() < 1e-9, "SES: 12,000 emails at $0.10 per 1,000");
         assert!((bill.total - (bill.dynamodb + bill.lambda + bill.scheduler + bill.ses + bill.eventbridge)).abs() < 1e-12);
+    }
+
+    /// Every email delivered 5 seconds after it was sent, never opened.
+    struct Deliver;
+    impl Recipients for Deliver {
+        fn react(&mut self, sent: &SendReport) -> Vec<Event> {
+            let envelope = json!({
+                "id": format!("delivered-{}", sent.message_id.as_deref().unwrap_or_default()), "type": "email_delivered",
+                "occurred_at": (sent.at + chrono::Duration::seconds(5)).to_rfc3339(), "customer": {"id": sent.customer_id},
+                "email": {"message_id": sent.message_id, "flow": sent.flow, "step": sent.step_id, "template": sent.template,
+                          "enrollment": crate::engine::enrollment_tag(&sent.enrollment_id)},
+            });
+            Event::parse(&envelope).into_iter().collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn with_recipients_feedback_is_run_and_metered_instead_of_estimated() {
+        let until = crate::testing::at("2027-12-25T00:00:00Z");
+        let estimated = measure(crate::testing::repo_flows(), &one_order_journey(), until, None).await.unwrap();
+        let measured = measure(crate::testing::repo_flows(), &one_order_journey(), until, Some(Box::new(Deliver))).await.unwrap();
+        assert_eq!(measured.ses_sends, 12.0);
+        // SES's `Email Sent` and the model's delivery, for each email.
+        assert_eq!(measured.feedback_invocations, 24.0);
+        // The storefront's and the steps' own store calls are the same either way; what feedback
+        // adds is counted, not estimated: 3 calls per feedback event (load, dedupe, commit).
+        let without_feedback = estimated.dynamodb_calls - estimated.feedback_invocations * 3.0;
+        assert_eq!(measured.dynamodb_calls, without_feedback + 24.0 * 3.0, "{measured:?}");
+        assert!(measured.write_units > estimated.write_units - estimated.feedback_invocations * 10.0, "{measured:?}");
     }
 }

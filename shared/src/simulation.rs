@@ -31,6 +31,7 @@ pub struct Simulation {
     /// Feedback waiting for its time, in time order (ties: the order it was made in).
     feedback: Mutex<BTreeMap<(DateTime<Utc>, u64), Event>>,
     feedback_made: AtomicU64,
+    feedback_delivered: AtomicU64,
 }
 
 impl Simulation {
@@ -56,6 +57,7 @@ impl Simulation {
             recipients: None,
             feedback: Mutex::new(BTreeMap::new()),
             feedback_made: AtomicU64::new(0),
+            feedback_delivered: AtomicU64::new(0),
         })
     }
 
@@ -105,6 +107,7 @@ impl Simulation {
         self.clock.set(at.max(self.clock_now()));
         let mut found = Vec::new();
         self.app.process_feedback(&event, &mut found).await?;
+        self.feedback_delivered.fetch_add(1, Ordering::Relaxed);
         reports.extend(found);
         Ok(())
     }
@@ -120,6 +123,11 @@ impl Simulation {
                 queue.insert((event.occurred_at_utc(), n), event);
             }
         }
+    }
+
+    /// Feedback events processed so far (each one a feedback-function invocation on AWS).
+    pub fn feedback_delivered(&self) -> u64 {
+        self.feedback_delivered.load(Ordering::Relaxed)
     }
 
     fn lock_feedback(&self) -> std::sync::MutexGuard<'_, BTreeMap<(DateTime<Utc>, u64), Event>> {
