@@ -38,6 +38,11 @@ impl MeteredStore {
 
 /// Attribute names and key overhead of an item beside its JSON payload.
 const ITEM_OVERHEAD: usize = 40;
+/// The state item as the DynamoDB adapter writes it: the JSON deflated, in `state_z`.
+fn state_item_bytes(state: &CustomerState) -> usize {
+    state.to_deflated_json().map_or(0, |bytes| bytes.len()) + ITEM_OVERHEAD
+}
+
 /// A counter item: keys plus a dozen named numbers, well under 1 KB.
 const COUNTER_ITEM_BYTES: usize = 300;
 
@@ -45,7 +50,7 @@ const COUNTER_ITEM_BYTES: usize = 300;
 impl Store for MeteredStore {
     async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError> {
         let loaded = self.inner.load(customer).await?;
-        self.read(loaded.as_ref().map_or(0, |s| serde_json::to_vec(&s.value).map(|v| v.len() + ITEM_OVERHEAD).unwrap_or(0)));
+        self.read(loaded.as_ref().map_or(0, |s| state_item_bytes(&s.value)));
         Ok(loaded)
     }
     async fn event_seen(&self, customer: &CustomerId, event: &EventId) -> Result<bool, PortError> {
@@ -54,7 +59,7 @@ impl Store for MeteredStore {
     }
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError> {
         let size = |v: &dyn erased::Sized| v.json_len() + ITEM_OVERHEAD;
-        let mut items = vec![size(&commit.state)];
+        let mut items = vec![state_item_bytes(&commit.state)];
         if let Some(event) = &commit.event {
             items.push(size(event));
         }

@@ -1,5 +1,6 @@
 //! The single-table store. One customer is one partition (`pk = C#<id>`):
-//!   `S`                     state: profile, enrollments, recent sends (JSON) and version `v`
+//!   `S`                     state: profile, enrollments, recent sends (`state_z`: the JSON,
+//!                           deflated; items written before it hold `state`, plain JSON) and version `v`
 //!   `D#<event id>`          the event as received; its existence is the dedupe check
 //!   `T#<at>#<order>`        the timeline lines one commit wrote (decisions with reasons)
 //! Report counters live in their own partitions, `pk = STATS#<shard>`, `sk = <day>#<scope>`,
@@ -66,6 +67,7 @@ fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
             name.len()
                 + match value {
                     AttributeValue::S(s) => s.len(),
+                    AttributeValue::B(b) => b.as_ref().len(),
                     AttributeValue::N(n) => n.len().div_ceil(2) + 1,
                     _ => 1,
                 }
@@ -201,10 +203,14 @@ impl Store for DynamoStore {
     async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError> {
         let Some(item) = self.get(customer, "S".into(), "load customer").await? else { return Ok(None) };
         let version = item.get("v").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
-        let state = item.get("state").and_then(|v| v.as_s().ok());
-        match (version, state) {
-            (Some(version), Some(state)) => Ok(Some(Versioned { value: serde_json::from_str(state).map_err(json_error)?, version })),
-            _ => Err(PortError::Fatal(format!("customer {customer}: state item lacks v or state"))),
+        let state = match (item.get("state_z").and_then(|v| v.as_b().ok()), item.get("state").and_then(|v| v.as_s().ok())) {
+            (Some(deflated), _) => CustomerState::from_deflated_json(deflated.as_ref()),
+            (None, Some(json)) => serde_json::from_str(json),
+            (None, None) => return Err(PortError::Fatal(format!("customer {customer}: state item lacks state_z and state"))),
+        };
+        match version {
+            Some(version) => Ok(Some(Versioned { value: state.map_err(json_error)?, version })),
+            None => Err(PortError::Fatal(format!("customer {customer}: state item lacks v"))),
         }
     }
 
@@ -214,13 +220,13 @@ impl Store for DynamoStore {
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError> {
         let version = commit.expected_version.unwrap_or(0) + 1;
-        let state_json = serde_json::to_string(&commit.state).map_err(json_error)?;
+        let deflated = commit.state.to_deflated_json().map_err(json_error)?;
         let mut state = Put::builder()
             .table_name(&self.table)
             .item("pk", pk(&commit.customer_id))
             .item("sk", s("S"))
             .item("v", AttributeValue::N(version.to_string()))
-            .item("state", s(state_json));
+            .item("state_z", AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(deflated)));
         state = match commit.expected_version {
             None => state.condition_expression("attribute_not_exists(pk)"),
             Some(expected) => state.condition_expression("v = :expected").expression_attribute_values(":expected", AttributeValue::N(expected.to_string())),
