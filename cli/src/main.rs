@@ -28,7 +28,7 @@ enum Command {
     Dev(dev::DevArgs),
     /// Replay a JSON-lines event file with a virtual clock and print every send.
     Simulate(simulate::SimulateArgs),
-    /// What N orders cost on AWS through every default flow (DynamoDB, Lambda, Scheduler, SES, EventBridge).
+    /// What N orders cost on AWS (DynamoDB, Lambda, Scheduler, SES, EventBridge): one order through every default flow, or at a store's mix (--events).
     Cost(cost::CostArgs),
     /// Write a realistic year of events for N customers (JSON lines), for load tests and benchmarks.
     Generate(generate::GenerateArgs),
