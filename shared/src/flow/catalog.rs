@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::model::{line_of, yaml_error};
+use super::model::{line_of, read};
 use super::FlowError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +14,7 @@ pub struct Product {
     pub sku: String,
     /// Name per locale (`ja`, `en`).
     pub name: BTreeMap<String, String>,
+    #[serde(deserialize_with = "super::model::amount::deserialize")]
     pub price: Decimal,
     pub currency: String,
     pub category: String,
@@ -45,8 +46,13 @@ struct RawCatalog {
 
 impl Catalog {
     pub fn parse(text: &str) -> Result<Catalog, FlowError> {
+        Catalog::parse_prepared(text, None)
+    }
+
+    /// As [`Catalog::parse`], the data read from `json` when given (see [`super::Flow::parse_prepared`]).
+    pub fn parse_prepared(text: &str, json: Option<&str>) -> Result<Catalog, FlowError> {
         let file = "catalog.yaml";
-        let raw: RawCatalog = serde_yaml::from_str(text).map_err(|e| yaml_error(file, &e))?;
+        let raw: RawCatalog = read(file, text, json)?;
         let catalog = Catalog { products: raw.products };
         for (i, p) in catalog.products.iter().enumerate() {
             let err = |m: String| FlowError { file: file.into(), line: line_of(text, &format!("sku: {}", p.sku)), message: format!("products[{i}] ({}): {m}", p.sku) };
@@ -72,5 +78,37 @@ impl Catalog {
         let mut ranked: Vec<&Product> = self.products.iter().filter(|p| p.bestseller_rank.is_some()).collect();
         ranked.sort_by_key(|p| p.bestseller_rank);
         ranked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog_with_prices(prices: &[&str]) -> String {
+        let products: Vec<String> = prices
+            .iter()
+            .enumerate()
+            .map(|(i, price)| format!("  - sku: P{i}\n    name: {{ja: 品{i}}}\n    price: {price}\n    currency: JPY\n    category: beans\n"))
+            .collect();
+        format!("products:\n{}", products.concat())
+    }
+
+    #[test]
+    fn prices_read_the_same_from_yaml_and_from_its_json_form() {
+        let yaml = catalog_with_prices(&["1800", "19.99", "\"12.50\"", "0.1"]);
+        let from_yaml = Catalog::parse(&yaml).unwrap();
+        let expected: Vec<Decimal> = ["1800", "19.99", "12.50", "0.1"].iter().map(|p| p.parse().unwrap()).collect();
+        assert_eq!(from_yaml.products.iter().map(|p| p.price).collect::<Vec<_>>(), expected);
+        // What build.rs writes for the Lambdas: numbers stay JSON numbers.
+        let json = serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(&yaml).unwrap()).unwrap();
+        assert!(json.contains(r#""price":19.99"#), "{json}");
+        assert_eq!(Catalog::parse_prepared(&yaml, Some(&json)).unwrap(), from_yaml);
+    }
+
+    #[test]
+    fn a_price_that_is_not_an_amount_is_named() {
+        let error = Catalog::parse(&catalog_with_prices(&["cheap"])).unwrap_err();
+        assert!(error.to_string().contains("\"cheap\" is not an amount"), "{error}");
     }
 }

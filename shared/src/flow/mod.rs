@@ -54,6 +54,12 @@ impl FlowSet {
 
     /// Builds from `(relative path, contents)` pairs; every problem is reported, not just the first.
     pub fn from_files(files: Vec<(String, String)>) -> Result<FlowSet, Vec<FlowError>> {
+        FlowSet::from_files_prepared(files, |_| None)
+    }
+
+    /// As [`FlowSet::from_files`], a YAML file's data read from the JSON `prepared` has for its
+    /// path, when it has one (the bundled flows: see `build.rs`).
+    pub fn from_files_prepared<'a>(files: Vec<(String, String)>, prepared: impl Fn(&str) -> Option<&'a str>) -> Result<FlowSet, Vec<FlowError>> {
         let mut errors = Vec::new();
         let mut store = None;
         let mut flows = Vec::new();
@@ -62,7 +68,7 @@ impl FlowSet {
         for (path, text) in files {
             let path = path.replace('\\', "/");
             if path == "store.yaml" {
-                match StorePolicy::parse(&text) {
+                match StorePolicy::parse_prepared(&text, prepared(&path)) {
                     Ok(policy) => store = Some(policy),
                     Err(e) => errors.push(e),
                 }
@@ -71,12 +77,12 @@ impl FlowSet {
                     templates.entry(locale.to_owned()).or_default().insert(name.to_owned(), text);
                 }
             } else if path == "catalog.yaml" {
-                match Catalog::parse(&text) {
+                match Catalog::parse_prepared(&text, prepared(&path)) {
                     Ok(c) => catalog = c,
                     Err(e) => errors.push(e),
                 }
             } else if path.ends_with(".yaml") && !path.contains('/') {
-                match Flow::parse(&path, &text) {
+                match Flow::parse_prepared(&path, &text, prepared(&path)) {
                     Ok(flow) => flows.push(flow),
                     Err(e) => errors.push(e),
                 }
@@ -148,20 +154,28 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> st
 
 #[cfg(feature = "bundled-flows")]
 pub mod bundled {
-    //! The repository's `flows/` folder, compiled in (the Lambdas ship no files beside the binary).
+    //! The repository's `flows/` folder, compiled in (the Lambdas ship no files beside the
+    //! binary), with the JSON `build.rs` made of its YAML files, which the Lambdas read.
     static FLOWS: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/../flows");
+    static FLOWS_AS_JSON: include_dir::Dir<'_> = include_dir::include_dir!("$OUT_DIR/bundled-flows-json");
 
     /// The compiled-in flows, validated; a broken flows/ folder stops the cold start with every error.
     pub fn flow_set() -> anyhow::Result<super::FlowSet> {
-        super::FlowSet::from_files(files()).map_err(|errors| {
+        super::FlowSet::from_files_prepared(files(), json_of).map_err(|errors| {
             anyhow::anyhow!("bundled flows do not load:\n{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
         })
     }
 
+    /// Every file of flows/, by its path there.
     pub fn files() -> Vec<(String, String)> {
         let mut out = Vec::new();
         collect(&FLOWS, &mut out);
         out
+    }
+
+    /// The JSON form of a YAML file of flows/ (`store.yaml` → its data as JSON).
+    pub fn json_of(path: &str) -> Option<&'static str> {
+        FLOWS_AS_JSON.get_file(format!("{path}.json")).and_then(|f| f.contents_utf8())
     }
 
     fn collect(dir: &include_dir::Dir<'_>, out: &mut Vec<(String, String)>) {
@@ -178,14 +192,20 @@ pub mod bundled {
 
 #[cfg(all(test, feature = "bundled-flows"))]
 mod bundled_tests {
-    /// What the Lambdas ship loads, and every template in it compiles: the Lambdas compile
-    /// templates on first use and rely on this check.
+    /// What the Lambdas ship is flows/ on disk, its data read from the JSON form: the same flows
+    /// (versions and step lines included), store, catalog and templates, and every template
+    /// compiles. The Lambdas compile templates on first use and rely on this check.
     #[test]
-    fn the_bundled_flows_load_and_every_template_compiles() {
-        let flows = super::bundled::flow_set().unwrap();
+    fn the_bundled_flows_are_the_ones_on_disk_and_every_template_compiles() {
+        let bundled = super::bundled::flow_set().unwrap();
         let on_disk = super::FlowSet::load_dir(&crate::testing::flows_dir()).unwrap();
-        assert_eq!(flows.flows.len(), on_disk.flows.len(), "the same flows as flows/ on disk");
-        assert_eq!(flows.templates, on_disk.templates, "the same templates as flows/ on disk");
-        crate::render::Renderer::new(&flows).unwrap();
+        assert_eq!(bundled.flows.len(), on_disk.flows.len());
+        assert_eq!(bundled.flows, on_disk.flows);
+        assert_eq!(bundled.store, on_disk.store);
+        assert_eq!(bundled.catalog, on_disk.catalog);
+        assert_eq!(bundled.templates, on_disk.templates);
+        let yaml: Vec<String> = super::bundled::files().into_iter().map(|(p, _)| p).filter(|p| p.ends_with(".yaml") && !p.contains('/')).collect();
+        assert!(yaml.len() >= 3 && yaml.iter().all(|p| super::bundled::json_of(p).is_some_and(|j| j.starts_with('{'))), "every YAML file has its JSON: {yaml:?}");
+        crate::render::Renderer::new(&bundled).unwrap();
     }
 }

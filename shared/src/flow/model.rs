@@ -353,6 +353,59 @@ struct RawStep {
     exit: Option<String>,
 }
 
+/// Deserializes a flows file's raw form: from `json`, the JSON `build.rs` made of the same YAML
+/// for the Lambdas (read several times faster at cold start), else from the YAML itself.
+/// Errors name the file and line.
+pub(crate) fn read<T: serde::de::DeserializeOwned>(file: &str, yaml: &str, json: Option<&str>) -> Result<T, FlowError> {
+    match json {
+        None => serde_yaml::from_str(yaml).map_err(|e| yaml_error(file, &e)),
+        Some(json) => serde_json::from_str(json).map_err(|e| FlowError::new(file, format!("its JSON form: {e}"))),
+    }
+}
+
+/// A money amount as a flows file writes it: `1800`, `19.99` or `"19.99"`. (YAML hands a
+/// bare scalar over as text, JSON as a number: both read the same.)
+pub(crate) mod amount {
+    use std::collections::BTreeMap;
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal;
+    use serde::de::{Deserializer, Error, Visitor};
+
+    struct Amount;
+
+    impl Visitor<'_> for Amount {
+        type Value = Decimal;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an amount like 1800 or \"19.99\"")
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<Decimal, E> {
+            Decimal::from_str(v.trim()).map_err(|e| E::custom(format!("{v:?} is not an amount: {e}")))
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<Decimal, E> {
+            Ok(Decimal::from(v))
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<Decimal, E> {
+            Ok(Decimal::from(v))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<Decimal, E> {
+            // Display gives the shortest text that reads back as `v`: 19.99, not 19.989999….
+            self.visit_str(&v.to_string())
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
+        deserializer.deserialize_any(Amount)
+    }
+
+    pub fn by_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, Decimal>, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Wrapped(#[serde(deserialize_with = "deserialize")] Decimal);
+        let map: BTreeMap<String, Wrapped> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(map.into_iter().map(|(k, Wrapped(v))| (k, v)).collect())
+    }
+}
+
 pub(crate) fn yaml_error(file: &str, e: &serde_yaml::Error) -> FlowError {
     FlowError { file: file.to_owned(), line: e.location().map(|l| l.line()), message: e.to_string() }
 }
@@ -382,7 +435,13 @@ fn time_of_day(raw: &str) -> Result<NaiveTime, String> {
 
 impl Flow {
     pub fn parse(file: &str, text: &str) -> Result<Flow, FlowError> {
-        let raw: RawFlow = serde_yaml::from_str(text).map_err(|e| yaml_error(file, &e))?;
+        Flow::parse_prepared(file, text, None)
+    }
+
+    /// As [`Flow::parse`], the data read from `json` when given (the same YAML, converted at
+    /// build time); the version and error lines still come from the YAML `text`.
+    pub fn parse_prepared(file: &str, text: &str, json: Option<&str>) -> Result<Flow, FlowError> {
+        let raw: RawFlow = read(file, text, json)?;
         let err = |needle: &str, m: String| FlowError { file: file.to_owned(), line: line_of(text, needle), message: m };
         if !is_identifier(&raw.id) {
             return Err(err("id:", format!("id {:?} must match [a-z][a-z0-9_]{{0,63}}", raw.id)));

@@ -72,7 +72,7 @@ struct RawStore {
     quiet_hours: Option<RawQuietHours>,
     #[serde(default = "default_smart_sending")]
     smart_sending_hours: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::model::amount::by_key")]
     vip_thresholds: BTreeMap<String, Decimal>,
     #[serde(default = "default_currency")]
     currency: String,
@@ -150,8 +150,13 @@ fn default_smart_sending() -> u32 {
 
 impl StorePolicy {
     pub fn parse(text: &str) -> Result<StorePolicy, FlowError> {
+        StorePolicy::parse_prepared(text, None)
+    }
+
+    /// As [`StorePolicy::parse`], the data read from `json` when given (see [`super::Flow::parse_prepared`]).
+    pub fn parse_prepared(text: &str, json: Option<&str>) -> Result<StorePolicy, FlowError> {
         let file = "store.yaml";
-        let raw: RawStore = serde_yaml::from_str(text).map_err(|e| super::model::yaml_error(file, &e))?;
+        let raw: RawStore = super::model::read(file, text, json)?;
         let err = |m: String| FlowError::new(file, m);
         let timezone = TimeZone::parse(&raw.timezone).map_err(|e| err(format!("timezone: {e}")))?;
         let address = EmailAddress::parse(&raw.sender.address).map_err(|e| err(format!("sender.address: {e}")))?;
