@@ -96,12 +96,12 @@ pub fn run(args: CostArgs) -> ExitCode {
 async fn measure_store(flows: FlowSet, path: &PathBuf) -> Result<PerOrder, crate::simulate::BadInput> {
     use crate::simulate::BadInput;
     let events = crate::simulate::read_events(path)?;
-    let orders = events.iter().filter(|(_, _, e)| e.event_type.as_str() == "order_placed").count();
+    let orders = events.iter().filter(|(_, value, _)| value["type"] == "order_placed").count();
     if orders == 0 {
         return Err(BadInput(format!("--events: {} has no order_placed event; cost is counted per order", path.display())));
     }
     let (first, last) = match (events.first(), events.last()) {
-        (Some(first), Some(last)) => (first.2.occurred_at_utc(), last.2.occurred_at_utc()),
+        (Some(first), Some(last)) => (first.2, last.2),
         _ => return Err(BadInput(format!("--events: {} has no events", path.display()))),
     };
     let values: Vec<Value> = events.into_iter().map(|(_, value, _)| value).collect();

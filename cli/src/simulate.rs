@@ -86,7 +86,8 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     }
 }
 
-pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<(usize, Value, Event)>, BadInput> {
+/// Every line's envelope, checked, with its line number and time; in time order.
+pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<(usize, Value, DateTime<Utc>)>, BadInput> {
     let file = std::fs::File::open(path).map_err(|e| BadInput(format!("cannot open {}: {e}", path.display())))?;
     let mut events = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -96,11 +97,13 @@ pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<(usize, Value, Event)>, 
             continue;
         }
         let value: Value = serde_json::from_str(&line).map_err(|e| BadInput(format!("line {number}: $: not valid JSON: {e}")))?;
+        // Checked here so a bad line stops the run before anything is printed; the parsed
+        // event is not kept (the simulation parses it again), only its time.
         let event = Event::parse(&value).map_err(|e| BadInput(field_message(number, &e.field, &e.message)))?;
-        events.push((number, value, event));
+        events.push((number, value, event.occurred_at_utc()));
     }
     // occurred_at order; ties keep file order (stable sort).
-    events.sort_by_key(|(_, _, e)| e.occurred_at_utc());
+    events.sort_by_key(|(_, _, at)| *at);
     Ok(events)
 }
 
@@ -111,9 +114,9 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     let events = read_events(&args.events)?;
     let until = match &args.until {
         Some(text) => DateTime::parse_from_rfc3339(text).map_err(|_| BadInput(format!("--until: {text:?} is not an RFC 3339 time")))?.with_timezone(&Utc),
-        None => events.last().map_or_else(Utc::now, |(_, _, e)| e.occurred_at_utc()) + Duration::days(400),
+        None => events.last().map_or_else(Utc::now, |(_, _, at)| *at) + Duration::days(400),
     };
-    let start = events.first().map_or(until, |(_, _, e)| e.occurred_at_utc());
+    let start = events.first().map_or(until, |(_, _, at)| *at);
     let mut simulation = Simulation::new(flows, start).map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
     if args.engagement {
         simulation = simulation.with_recipients(Box::new(crate::engagement::EngagementModel::new(args.seed, crate::engagement::TYPICAL)));

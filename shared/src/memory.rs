@@ -29,11 +29,18 @@ type StatsTotals = HashMap<(NaiveDate, StatScope, Metric), i64>;
 pub struct MemoryStore {
     customers: Mutex<HashMap<CustomerId, CustomerRecord>>,
     stats: Mutex<StatsTotals>,
+    /// The simulator's store: timelines are not kept (it prints sends and reports from the
+    /// counters), since at a year of a store they are most of its memory.
+    without_timelines: bool,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+    /// A store that keeps no timeline lines; `timeline` answers with none.
+    pub fn without_timelines() -> Self {
+        Self { without_timelines: true, ..Self::default() }
     }
     pub fn customer_ids(&self) -> Vec<CustomerId> {
         lock(&self.customers).keys().cloned().collect()
@@ -65,7 +72,9 @@ impl Store for MemoryStore {
         }
         let version = current.unwrap_or(0) + 1;
         record.state = Some(Versioned { value: commit.state, version });
-        record.timeline.extend(commit.timeline);
+        if !self.without_timelines {
+            record.timeline.extend(commit.timeline);
+        }
         let mut stats = lock(&self.stats);
         for count in commit.stats {
             *stats.entry((count.day, count.scope, count.metric)).or_default() += count.value;
@@ -74,6 +83,9 @@ impl Store for MemoryStore {
     }
 
     async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError> {
+        if self.without_timelines {
+            return Ok(());
+        }
         lock(&self.customers).entry(customer.clone()).or_default().timeline.extend_from_slice(entries);
         Ok(())
     }
@@ -200,11 +212,16 @@ impl Mailer for MemoryMailer {
 #[derive(Default)]
 pub struct MemoryPublisher {
     published: Mutex<Vec<EmailSent>>,
+    discard: bool,
 }
 
 impl MemoryPublisher {
     pub fn new() -> Self {
         Self::default()
+    }
+    /// Accepts and forgets every event (the simulator, which never reads them back).
+    pub fn discarding() -> Self {
+        Self { discard: true, ..Self::default() }
     }
     pub fn published(&self) -> Vec<EmailSent> {
         lock(&self.published).clone()
@@ -214,7 +231,9 @@ impl MemoryPublisher {
 #[async_trait]
 impl Publisher for MemoryPublisher {
     async fn email_sent(&self, event: &EmailSent) -> Result<(), PortError> {
-        lock(&self.published).push(event.clone());
+        if !self.discard {
+            lock(&self.published).push(event.clone());
+        }
         Ok(())
     }
 }
@@ -234,5 +253,34 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *lock(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{at, order_placed, repo_flows};
+
+    /// The simulator's ports keep state and counters but no timelines or published events;
+    /// what it prints (sends) and reports (counters) is the same.
+    #[tokio::test]
+    async fn the_simulators_store_keeps_state_and_counters_but_no_timeline() {
+        let simulation = crate::simulation::Simulation::new(repo_flows(), at("2026-11-20T00:00:00Z")).unwrap();
+        let sends = simulation.ingest(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).await.unwrap();
+        assert!(sends.iter().any(|s| s.status == "sent"), "the receipt is sent: {sends:?}");
+        let customer = CustomerId::parse("c1").unwrap();
+        assert_eq!(simulation.store.load(&customer).await.unwrap().unwrap().value.profile.orders_count, 1);
+        assert!(simulation.store.event_seen(&customer, &EventId::parse("e1").unwrap()).await.unwrap());
+        assert!(simulation.store.timeline(&customer).await.unwrap().is_empty());
+        let day = at("2026-11-20T01:15:00Z").date_naive();
+        assert!(!simulation.store.stats(day, day).await.unwrap().is_empty(), "counters are kept");
+
+        let keeping = MemoryStore::new();
+        let entry = TimelineEntry::new(at("2026-11-20T01:15:00Z"), crate::domain::TimelineKind::Event);
+        keeping.append_timeline(&customer, std::slice::from_ref(&entry)).await.unwrap();
+        assert_eq!(keeping.timeline(&customer).await.unwrap().len(), 1);
+        let discarding = MemoryStore::without_timelines();
+        discarding.append_timeline(&customer, &[entry]).await.unwrap();
+        assert!(discarding.timeline(&customer).await.unwrap().is_empty());
     }
 }

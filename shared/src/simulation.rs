@@ -2,6 +2,8 @@
 //! services on in-memory ports, every due step fired at its own time. Optionally a model of
 //! recipients answers each simulated email with SES-like feedback (delivered, opened, …),
 //! delivered at its own time too, so reports over a simulation have funnels to show.
+//! Only what the simulator prints and reports is kept: sends' subjects (not bodies), state
+//! and counters (not timelines, not published `Email Sent` events).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +38,7 @@ pub struct Simulation {
 
 impl Simulation {
     pub fn new(flows: FlowSet, start: DateTime<Utc>) -> anyhow::Result<Simulation> {
-        let store = Arc::new(MemoryStore::new());
+        let store = Arc::new(MemoryStore::without_timelines());
         let mut simulation = Simulation::with_store(flows, start, store.clone())?;
         simulation.store = store;
         Ok(simulation)
@@ -47,7 +49,7 @@ impl Simulation {
         let scheduler = Arc::new(MemoryScheduler::new());
         let mailer = Arc::new(MemoryMailer::discarding());
         let clock = Arc::new(ManualClock::new(start));
-        let ports = Ports { store, scheduler: scheduler.clone(), mailer: mailer.clone(), publisher: Arc::new(MemoryPublisher::new()), clock: clock.clone() };
+        let ports = Ports { store, scheduler: scheduler.clone(), mailer: mailer.clone(), publisher: Arc::new(MemoryPublisher::discarding()), clock: clock.clone() };
         Ok(Simulation {
             app: App::new(flows, ports)?.subjects_only(),
             store: Arc::new(MemoryStore::new()),
