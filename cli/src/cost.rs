@@ -96,15 +96,16 @@ pub fn run(args: CostArgs) -> ExitCode {
 async fn measure_store(flows: FlowSet, path: &PathBuf) -> Result<PerOrder, crate::simulate::BadInput> {
     use crate::simulate::BadInput;
     let events = crate::simulate::read_events(path)?;
-    let orders = events.iter().filter(|(_, value, _)| value["type"] == "order_placed").count();
+    let (first, last) = match (events.first(), events.last()) {
+        (Some(first), Some(last)) => (first.at, last.at),
+        _ => return Err(BadInput(format!("--events: {} has no events", path.display()))),
+    };
+    let values = events.iter().map(|e| e.value()).collect::<Result<Vec<Value>, BadInput>>()?;
+    drop(events);
+    let orders = values.iter().filter(|value| value["type"] == "order_placed").count();
     if orders == 0 {
         return Err(BadInput(format!("--events: {} has no order_placed event; cost is counted per order", path.display())));
     }
-    let (first, last) = match (events.first(), events.last()) {
-        (Some(first), Some(last)) => (first.2, last.2),
-        _ => return Err(BadInput(format!("--events: {} has no events", path.display()))),
-    };
-    let values: Vec<Value> = events.into_iter().map(|(_, value, _)| value).collect();
     let model = crate::engagement::EngagementModel::new(1, crate::engagement::TYPICAL);
     let usage = measure(flows, &values, last + Duration::days(400), Some(Box::new(model))).await.map_err(|e| BadInput(format!("{e:#}")))?;
     let basis = format!(

@@ -86,24 +86,37 @@ pub fn run(args: SimulateArgs) -> ExitCode {
     }
 }
 
-/// Every line's envelope, checked, with its line number and time; in time order.
-pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<(usize, Value, DateTime<Utc>)>, BadInput> {
+/// One line of the events file, checked.
+pub(crate) struct InputEvent {
+    pub line: usize,
+    /// The line as read: a year of a large store does not fit in memory as parsed JSON
+    /// (BENCHMARKS.md), so each line is parsed again when its turn comes.
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+impl InputEvent {
+    pub fn value(&self) -> Result<Value, BadInput> {
+        serde_json::from_str(&self.text).map_err(|e| BadInput(format!("line {}: $: not valid JSON: {e}", self.line)))
+    }
+}
+
+/// Every line's envelope, checked (a bad line stops the run before anything is printed), in
+/// time order; ties keep file order.
+pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<InputEvent>, BadInput> {
     let file = std::fs::File::open(path).map_err(|e| BadInput(format!("cannot open {}: {e}", path.display())))?;
     let mut events = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let number = i + 1;
-        let line = line.map_err(|e| BadInput(format!("line {number}: cannot read: {e}")))?;
-        if line.trim().is_empty() {
+    for (i, text) in BufReader::new(file).lines().enumerate() {
+        let line = i + 1;
+        let text = text.map_err(|e| BadInput(format!("line {line}: cannot read: {e}")))?;
+        if text.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(&line).map_err(|e| BadInput(format!("line {number}: $: not valid JSON: {e}")))?;
-        // Checked here so a bad line stops the run before anything is printed; the parsed
-        // event is not kept (the simulation parses it again), only its time.
-        let event = Event::parse(&value).map_err(|e| BadInput(field_message(number, &e.field, &e.message)))?;
-        events.push((number, value, event.occurred_at_utc()));
+        let value: Value = serde_json::from_str(&text).map_err(|e| BadInput(format!("line {line}: $: not valid JSON: {e}")))?;
+        let event = Event::parse(&value).map_err(|e| BadInput(field_message(line, &e.field, &e.message)))?;
+        events.push(InputEvent { line, text, at: event.occurred_at_utc() });
     }
-    // occurred_at order; ties keep file order (stable sort).
-    events.sort_by_key(|(_, _, at)| *at);
+    events.sort_by_key(|e| e.at);
     Ok(events)
 }
 
@@ -114,9 +127,9 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     let events = read_events(&args.events)?;
     let until = match &args.until {
         Some(text) => DateTime::parse_from_rfc3339(text).map_err(|_| BadInput(format!("--until: {text:?} is not an RFC 3339 time")))?.with_timezone(&Utc),
-        None => events.last().map_or_else(Utc::now, |(_, _, at)| *at) + Duration::days(400),
+        None => events.last().map_or_else(Utc::now, |e| e.at) + Duration::days(400),
     };
-    let start = events.first().map_or(until, |(_, _, at)| *at);
+    let start = events.first().map_or(until, |e| e.at);
     let mut simulation = Simulation::new(flows, start).map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
     if args.engagement {
         simulation = simulation.with_recipients(Box::new(crate::engagement::EngagementModel::new(args.seed, crate::engagement::TYPICAL)));
@@ -126,11 +139,12 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     let print_sends = !args.report || args.output.out.is_some();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for (number, value, _) in &events {
-        match simulation.ingest(value).await {
+    for event in &events {
+        let number = event.line;
+        match simulation.ingest(&event.value()?).await {
             Ok(reports) if print_sends => print_reports(&reports, args.show_skipped, &mut out),
             Ok(_) => {}
-            Err(ServiceError::Invalid { error, .. }) => return Err(BadInput(field_message(*number, &error.field, &error.message))),
+            Err(ServiceError::Invalid { error, .. }) => return Err(BadInput(field_message(number, &error.field, &error.message))),
             Err(e) => return Err(BadInput(format!("line {number}: {e}"))),
         }
     }
