@@ -17,12 +17,18 @@ use crate::simulation::{Recipients, Simulation};
 
 /// Counts calls and capacity units like `aws::DynamoStore::usage` (strongly consistent
 /// reads: 1 RCU per 4 KB, 1 for a miss; transactional writes: 2 WCU per KB per item).
-#[derive(Default)]
 pub struct MeteredStore {
     inner: MemoryStore,
     pub calls: AtomicU64,
     pub read_units: AtomicU64,
     pub write_units: AtomicU64,
+}
+
+impl Default for MeteredStore {
+    /// Timeline writes are metered, not kept: nothing reads them back here.
+    fn default() -> Self {
+        Self { inner: MemoryStore::without_timelines(), calls: AtomicU64::new(0), read_units: AtomicU64::new(0), write_units: AtomicU64::new(0) }
+    }
 }
 
 fn units(bytes: usize, per: usize) -> u64 {
