@@ -19,6 +19,8 @@ use crate::simulation::{Recipients, Simulation};
 /// reads: 1 RCU per 4 KB, 1 for a miss; transactional writes: 2 WCU per KB per item).
 pub struct MeteredStore {
     inner: MemoryStore,
+    /// Each customer's state item size as last committed, so a load need not deflate it again.
+    state_sizes: std::sync::Mutex<std::collections::HashMap<CustomerId, usize>>,
     pub calls: AtomicU64,
     pub read_units: AtomicU64,
     pub write_units: AtomicU64,
@@ -27,7 +29,7 @@ pub struct MeteredStore {
 impl Default for MeteredStore {
     /// Timeline writes are metered, not kept: nothing reads them back here.
     fn default() -> Self {
-        Self { inner: MemoryStore::without_timelines(), calls: AtomicU64::new(0), read_units: AtomicU64::new(0), write_units: AtomicU64::new(0) }
+        Self { inner: MemoryStore::without_timelines(), state_sizes: Default::default(), calls: AtomicU64::new(0), read_units: AtomicU64::new(0), write_units: AtomicU64::new(0) }
     }
 }
 
@@ -56,7 +58,8 @@ const COUNTER_ITEM_BYTES: usize = 300;
 impl Store for MeteredStore {
     async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError> {
         let loaded = self.inner.load(customer).await?;
-        self.read(loaded.as_ref().map_or(0, |s| state_item_bytes(&s.value)));
+        let known = self.state_sizes.lock().unwrap_or_else(|p| p.into_inner()).get(customer).copied();
+        self.read(loaded.as_ref().map_or(0, |s| known.unwrap_or_else(|| state_item_bytes(&s.value))));
         Ok(loaded)
     }
     async fn event_seen(&self, customer: &CustomerId, event: &EventId) -> Result<bool, PortError> {
@@ -65,7 +68,9 @@ impl Store for MeteredStore {
     }
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError> {
         let size = |v: &dyn erased::Sized| v.json_len() + ITEM_OVERHEAD;
-        let mut items = vec![state_item_bytes(&commit.state)];
+        let state_bytes = state_item_bytes(&commit.state);
+        let customer = commit.customer_id.clone();
+        let mut items = vec![state_bytes];
         if let Some(event) = &commit.event {
             items.push(size(event));
         }
@@ -77,7 +82,11 @@ impl Store for MeteredStore {
         items.extend(std::iter::repeat_n(COUNTER_ITEM_BYTES, counter_items.len()));
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.write_units.fetch_add(items.iter().map(|b| 2 * units(*b, 1024)).sum(), Ordering::Relaxed);
-        self.inner.commit(commit).await
+        let outcome = self.inner.commit(commit).await?;
+        if let CommitOutcome::Committed { .. } = outcome {
+            self.state_sizes.lock().unwrap_or_else(|p| p.into_inner()).insert(customer, state_bytes);
+        }
+        Ok(outcome)
     }
     async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -91,6 +100,7 @@ impl Store for MeteredStore {
         self.inner.stats(from, to).await
     }
     async fn erase(&self, customer: &CustomerId) -> Result<(), PortError> {
+        self.state_sizes.lock().unwrap_or_else(|p| p.into_inner()).remove(customer);
         self.inner.erase(customer).await
     }
 }
