@@ -266,7 +266,7 @@ async fn a_delayed_step_is_a_one_time_schedule_and_the_step_handler_runs_it_once
 
     let state = t.adapters.store.load(&customer("cust-1")).await.unwrap().unwrap().value;
     let enrollment = &state.enrollments[0];
-    let due = DueStep { customer_id: customer("cust-1"), enrollment_id: enrollment.id.clone(), step_id: enrollment.step_id.clone(), generation: enrollment.generation };
+    let due = DueStep::of(&customer("cust-1"), &enrollment);
     let schedule = t.scheduler_client.get_schedule().name(due.schedule_name()).group_name(&t.settings.schedule_group).send().await.expect("schedule exists");
     assert!(schedule.schedule_expression().unwrap().starts_with("at("), "{:?}", schedule.schedule_expression());
     assert_eq!(schedule.schedule_expression_timezone(), Some("UTC"));

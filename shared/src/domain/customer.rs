@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::event::{BounceType, Event};
 use super::values::{CustomerId, EmailAddress, Locale, TimeZone};
 
+/// Ids and names kept in a customer's state: copied with every state copy, so a copy must
+/// not allocate (short ones are inline, long ones shared).
+pub type Name = smol_str::SmolStr;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub id: CustomerId,
@@ -42,15 +46,15 @@ pub struct Profile {
     pub orders_count: u32,
     /// Total spent per currency code.
     #[serde(default)]
-    pub total_spent: BTreeMap<String, Decimal>,
+    pub total_spent: BTreeMap<Name, Decimal>,
     /// How many orders contained each SKU.
     #[serde(default)]
-    pub sku_order_counts: BTreeMap<String, u32>,
+    pub sku_order_counts: BTreeMap<Name, u32>,
     #[serde(default)]
     pub first_order_at: Option<DateTime<Utc>>,
     /// The id of the first order seen (thank-you notes for first orders).
     #[serde(default)]
-    pub first_order_id: Option<String>,
+    pub first_order_id: Option<Name>,
     #[serde(default)]
     pub last_order_at: Option<DateTime<Utc>>,
     /// Email opens of the last 30 days (engagement rules).
@@ -58,7 +62,7 @@ pub struct Profile {
     pub opens: Vec<DateTime<Utc>>,
     /// When each flow last sent this customer anything.
     #[serde(default)]
-    pub last_sent: BTreeMap<String, DateTime<Utc>>,
+    pub last_sent: BTreeMap<Name, DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -90,7 +94,7 @@ impl Profile {
     }
 
     pub fn purchased_skus(&self) -> BTreeSet<&str> {
-        self.sku_order_counts.keys().map(String::as_str).collect()
+        self.sku_order_counts.keys().map(Name::as_str).collect()
     }
 
     /// Folds one event into the profile: given fields overwrite, absent fields stay.
@@ -112,14 +116,14 @@ impl Profile {
                 let at = event.occurred_at_utc();
                 self.orders_count += 1;
                 if let (Some(total), Some(currency)) = (order.total, &order.currency) {
-                    *self.total_spent.entry(currency.to_string()).or_default() += total.0;
+                    *self.total_spent.entry(Name::new(currency.as_str())).or_default() += total.0;
                 }
                 let skus: BTreeSet<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
                 for sku in skus {
-                    *self.sku_order_counts.entry(sku.to_owned()).or_default() += 1;
+                    *self.sku_order_counts.entry(Name::new(sku)).or_default() += 1;
                 }
                 if self.first_order_at.is_none_or(|first| at < first) {
-                    self.first_order_id = Some(order.id.clone());
+                    self.first_order_id = Some(Name::new(&order.id));
                 }
                 self.first_order_at = Some(self.first_order_at.map_or(at, |first| first.min(at)));
                 self.last_order_at = Some(self.last_order_at.map_or(at, |last| last.max(at)));
@@ -145,12 +149,12 @@ impl Profile {
 /// A customer's place in one flow. `id` is `<flow>:<key>`, unique among active enrollments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Enrollment {
-    pub id: String,
-    pub flow: String,
-    pub flow_version: String,
-    pub key: String,
+    pub id: Name,
+    pub flow: Name,
+    pub flow_version: Name,
+    pub key: Name,
     /// The step waiting to be due (a wait step's id).
-    pub step_id: String,
+    pub step_id: Name,
     pub due_at: Option<DateTime<Utc>>,
     /// What the next relative wait counts from: the trigger time, then each due time.
     pub anchor: DateTime<Utc>,
@@ -165,31 +169,31 @@ pub struct Enrollment {
     pub item: Option<serde_json::Value>,
     /// The A/B variant chosen by a split step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+    pub variant: Option<Name>,
     /// Send steps of this enrollment whose email was opened / clicked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub opened: Vec<String>,
+    pub opened: Vec<Name>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub clicked: Vec<String>,
+    pub clicked: Vec<Name>,
     /// The customer date a date-triggered enrollment was started for (restart when it changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trigger_value: Option<String>,
+    pub trigger_value: Option<Name>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendRecord {
     pub at: DateTime<Utc>,
     #[serde(default)]
-    pub enrollment_id: String,
-    pub flow: String,
-    pub step_id: String,
-    pub template: String,
+    pub enrollment_id: Name,
+    pub flow: Name,
+    pub step_id: Name,
+    pub template: Name,
     pub marketing: bool,
     #[serde(default)]
-    pub message_id: Option<String>,
+    pub message_id: Option<Name>,
     /// The A/B variant of the enrollment when it sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+    pub variant: Option<Name>,
     #[serde(default)]
     pub delivered: bool,
     /// The first open and click (a click counts as an open).
@@ -202,7 +206,12 @@ pub struct SendRecord {
 impl SendRecord {
     /// The counters this email's feedback and conversions add to.
     pub fn stats_key(&self) -> crate::stats::EmailKey {
-        crate::stats::EmailKey { flow: self.flow.clone(), step: self.step_id.clone(), template: self.template.clone(), variant: self.variant.clone() }
+        crate::stats::EmailKey {
+            flow: self.flow.to_string(),
+            step: self.step_id.to_string(),
+            template: self.template.to_string(),
+            variant: self.variant.as_ref().map(Name::to_string),
+        }
     }
 }
 
@@ -212,7 +221,7 @@ pub struct CustomerState {
     pub profile: Profile,
     pub enrollments: Vec<Enrollment>,
     /// Enrollment ids that ended, so a per-order flow never runs twice for one order.
-    pub finished: BTreeMap<String, DateTime<Utc>>,
+    pub finished: BTreeMap<Name, DateTime<Utc>>,
     /// Sends of the last days, newest last, for smart sending and frequency rules.
     pub recent_sends: Vec<SendRecord>,
     /// The last schedule generation handed out. Unique per customer, so a restarted or

@@ -7,7 +7,7 @@ mod reader;
 mod stored;
 mod values;
 
-pub use customer::{CustomerState, Enrollment, Profile, SendRecord, TimelineEntry, TimelineKind};
+pub use customer::{CustomerState, Enrollment, Name, Profile, SendRecord, TimelineEntry, TimelineKind};
 pub use event::{
     BounceType, Checkout, CustomerFields, EmailFeedback, Event, LineItem, Order, Review, Shipment,
     MAX_PROPERTIES_BYTES,

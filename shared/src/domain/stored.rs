@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::customer::{CustomerState, Enrollment, Profile, SendRecord};
+use super::customer::{CustomerState, Enrollment, Name, Profile, SendRecord};
 use super::event::Event;
 
 impl CustomerState {
@@ -43,7 +43,7 @@ struct StateOut<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     triggers: Vec<&'a Event>,
     enrollments: Vec<EnrollmentOut<'a>>,
-    finished: &'a BTreeMap<String, DateTime<Utc>>,
+    finished: &'a BTreeMap<Name, DateTime<Utc>>,
     recent_sends: &'a [SendRecord],
     last_generation: u32,
 }
@@ -64,13 +64,13 @@ struct EnrollmentOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     item: &'a Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    variant: &'a Option<String>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    opened: &'a [String],
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    clicked: &'a [String],
+    variant: &'a Option<Name>,
+    #[serde(skip_serializing_if = "<[Name]>::is_empty")]
+    opened: &'a [Name],
+    #[serde(skip_serializing_if = "<[Name]>::is_empty")]
+    clicked: &'a [Name],
     #[serde(skip_serializing_if = "Option::is_none")]
-    trigger_value: &'a Option<String>,
+    trigger_value: &'a Option<Name>,
 }
 
 impl Serialize for CustomerState {
@@ -122,7 +122,7 @@ struct StateIn {
     #[serde(default)]
     enrollments: Vec<EnrollmentIn>,
     #[serde(default)]
-    finished: BTreeMap<String, DateTime<Utc>>,
+    finished: BTreeMap<Name, DateTime<Utc>>,
     #[serde(default)]
     recent_sends: Vec<SendRecord>,
     #[serde(default)]
@@ -131,11 +131,11 @@ struct StateIn {
 
 #[derive(Deserialize)]
 struct EnrollmentIn {
-    id: String,
-    flow: String,
-    flow_version: String,
-    key: String,
-    step_id: String,
+    id: Name,
+    flow: Name,
+    flow_version: Name,
+    key: Name,
+    step_id: Name,
     due_at: Option<DateTime<Utc>>,
     anchor: DateTime<Utc>,
     generation: u32,
@@ -144,13 +144,13 @@ struct EnrollmentIn {
     #[serde(default)]
     item: Option<serde_json::Value>,
     #[serde(default)]
-    variant: Option<String>,
+    variant: Option<Name>,
     #[serde(default)]
-    opened: Vec<String>,
+    opened: Vec<Name>,
     #[serde(default)]
-    clicked: Vec<String>,
+    clicked: Vec<Name>,
     #[serde(default)]
-    trigger_value: Option<String>,
+    trigger_value: Option<Name>,
 }
 
 #[derive(Deserialize)]

@@ -114,7 +114,7 @@ impl Run<'_> {
         }
         let Some(clicked) = engaged else { return };
         if let Some(enrollment) = state.enrollments.iter_mut().find(|e| e.id == send.enrollment_id) {
-            let mark = |list: &mut Vec<String>| {
+            let mark = |list: &mut Vec<crate::domain::Name>| {
                 if !list.contains(&send.step_id) {
                     list.push(send.step_id.clone());
                 }

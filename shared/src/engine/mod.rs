@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Profile, SendRecord, TimelineEntry, TimelineKind};
+use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Name, Profile, SendRecord, TimelineEntry, TimelineKind};
 use crate::stats::{Metric, StatCount};
 use crate::flow::{Category, CustomerDate, EnrollmentKey, Flow, FlowSet, StepKind, Trigger, WaitLength};
 
@@ -35,6 +35,16 @@ pub struct DueStep {
 }
 
 impl DueStep {
+    /// The step `enrollment` waits for, as scheduled now.
+    pub fn of(customer_id: &CustomerId, enrollment: &Enrollment) -> DueStep {
+        DueStep {
+            customer_id: customer_id.clone(),
+            enrollment_id: enrollment.id.to_string(),
+            step_id: enrollment.step_id.to_string(),
+            generation: enrollment.generation,
+        }
+    }
+
     /// A deterministic schedule name: 64 characters at most, of `[0-9a-zA-Z-_.]`.
     pub fn schedule_name(&self) -> String {
         let mut hasher = Sha256::new();
@@ -166,7 +176,7 @@ fn same_sku(event: &Event, enrollment: &Enrollment) -> bool {
 
 impl<'f> Run<'f> {
     fn entry(&self, kind: TimelineKind, enrollment: &Enrollment) -> TimelineEntry {
-        TimelineEntry { flow: Some(enrollment.flow.clone()), ..TimelineEntry::new(self.now, kind) }
+        TimelineEntry { flow: Some(enrollment.flow.to_string()), ..TimelineEntry::new(self.now, kind) }
     }
 
     fn scope<'a>(&self, profile: &'a Profile, enrollment: &'a Enrollment) -> Scope<'a>
@@ -292,15 +302,15 @@ impl<'f> Run<'f> {
             entry.reason = Some(format!("restarted:{}", event.event_type));
             self.timeline.push(entry);
             self.end(state, &old);
-        } else if flow.key != EnrollmentKey::Customer && state.finished.contains_key(&id) {
+        } else if flow.key != EnrollmentKey::Customer && state.finished.contains_key(id.as_str()) {
             return;
         }
         let enrollment = Enrollment {
-            id,
-            flow: flow.id.clone(),
-            flow_version: flow.version.clone(),
-            key,
-            step_id: flow.steps.first().map(|s| s.id.clone()).unwrap_or_default(),
+            id: id.into(),
+            flow: Name::new(&flow.id),
+            flow_version: Name::new(&flow.version),
+            key: key.into(),
+            step_id: flow.steps.first().map(|s| Name::new(&s.id)).unwrap_or_default(),
             due_at: None,
             anchor: event.occurred_at_utc(),
             generation: 0,
@@ -310,7 +320,7 @@ impl<'f> Run<'f> {
             variant: None,
             opened: Vec::new(),
             clicked: Vec::new(),
-            trigger_value,
+            trigger_value: trigger_value.map(Name::from),
         };
         self.timeline.push(self.entry(TimelineKind::Entered, &enrollment));
         self.advance(state, enrollment, flow, 0);
@@ -393,7 +403,7 @@ impl<'f> Run<'f> {
             self.end(state, &enrollment);
             return true;
         };
-        enrollment.flow_version = flow.version.clone();
+        enrollment.flow_version = Name::new(&flow.version);
         enrollment.due_at = None;
         let next = match &flow.steps[index].kind {
             StepKind::WaitFor { timed_out, .. } => timed_out.as_ref().and_then(|t| flow.step_index(t)).unwrap_or(index + 1),
@@ -446,7 +456,7 @@ impl<'f> Run<'f> {
                 }
                 StepKind::WaitFor { timeout, .. } => {
                     enrollment.anchor = self.now;
-                    enrollment.step_id = step.id.clone();
+                    enrollment.step_id = Name::new(&step.id);
                     self.schedule(state, enrollment, self.now + *timeout);
                     return;
                 }
@@ -454,7 +464,7 @@ impl<'f> Run<'f> {
                     if flow.category == Category::Marketing {
                         let allowed = self.after_quiet_hours(&state.profile, self.now);
                         if allowed > self.now {
-                            enrollment.step_id = step.id.clone();
+                            enrollment.step_id = Name::new(&step.id);
                             self.schedule(state, enrollment, allowed);
                             return;
                         }
@@ -492,7 +502,7 @@ impl<'f> Run<'f> {
                             hit
                         })
                         .unwrap_or(&variants[0]);
-                    enrollment.variant = Some(variant.name.clone());
+                    enrollment.variant = Some(Name::new(&variant.name));
                     index = goto(&variant.goto);
                     continue;
                 }
@@ -514,7 +524,7 @@ impl<'f> Run<'f> {
                 // Marketing email never goes out in quiet hours: move the wake-up, not the anchor.
                 let due = if flow.category == Category::Marketing { self.after_quiet_hours(&state.profile, due) } else { due };
                 if due > self.now {
-                    enrollment.step_id = step.id.clone();
+                    enrollment.step_id = Name::new(&step.id);
                     self.schedule(state, enrollment, due);
                     return;
                 }
@@ -547,24 +557,14 @@ impl<'f> Run<'f> {
         state.last_generation += 1;
         enrollment.generation = state.last_generation;
         enrollment.due_at = Some(at);
-        let due = DueStep {
-            customer_id: state.profile.id.clone(),
-            enrollment_id: enrollment.id.clone(),
-            step_id: enrollment.step_id.clone(),
-            generation: enrollment.generation,
-        };
+        let due = DueStep::of(&state.profile.id, &enrollment);
         self.effects.push(Effect::Schedule(ScheduleIntent { name: due.schedule_name(), at, due }));
         state.enrollments.push(enrollment);
     }
 
     fn unschedule(&mut self, state: &CustomerState, enrollment: &Enrollment) {
         if enrollment.due_at.is_some() {
-            let due = DueStep {
-                customer_id: state.profile.id.clone(),
-                enrollment_id: enrollment.id.clone(),
-                step_id: enrollment.step_id.clone(),
-                generation: enrollment.generation,
-            };
+            let due = DueStep::of(&state.profile.id, enrollment);
             self.effects.push(Effect::Unschedule { name: due.schedule_name() });
         }
     }
@@ -637,9 +637,9 @@ impl<'f> Run<'f> {
                 state.recent_sends.push(SendRecord {
                     at: self.now,
                     enrollment_id: enrollment.id.clone(),
-                    flow: flow.id.clone(),
-                    step_id: step_id.to_owned(),
-                    template: template_name.clone(),
+                    flow: Name::new(&flow.id),
+                    step_id: Name::new(step_id),
+                    template: Name::new(&template_name),
                     marketing: flow.category == Category::Marketing,
                     message_id: None,
                     variant: enrollment.variant.clone(),
@@ -650,9 +650,9 @@ impl<'f> Run<'f> {
                 if let Some(record) = state.recent_sends.last() {
                     self.count_email(record, Metric::Sent, 1);
                 }
-                state.profile.last_sent.insert(flow.id.clone(), self.now);
+                state.profile.last_sent.insert(Name::new(&flow.id), self.now);
                 self.effects.push(Effect::Send(SendIntent {
-                    enrollment_id: enrollment.id.clone(),
+                    enrollment_id: enrollment.id.to_string(),
                     flow: flow.id.clone(),
                     step_id: step_id.to_owned(),
                     template: template_name,

@@ -147,7 +147,7 @@ fn a_removed_step_ends_the_enrollment_with_a_reason() {
     files.push(("thanks.yaml".into(), "id: thanks\ncategory: marketing\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: renamed_wait, wait: 2h}\n  - {id: thank, send: thanks}\n".into()));
     files.push(("templates/ja/thanks.mjml".into(), "---\nsubject: x\n---\n<mjml></mjml>".into()));
     let edited = FlowSet::from_files(files).unwrap();
-    let step = DueStep { customer_id: first.state.profile.id.clone(), enrollment_id: due.id, step_id: due.step_id, generation: due.generation };
+    let step = DueStep::of(&first.state.profile.id, &due);
     let fired = decide(&edited, Some(first.state), Input::Due(&step), at("2026-11-20T02:15:00Z"));
     assert!(fired.timeline.iter().any(|e| e.reason.as_deref() == Some("step_removed:wait_1h")));
     assert_eq!(fired.sends().count(), 0);
@@ -255,7 +255,7 @@ mod properties {
                 // Fire every due step first, as the scheduler would, each at its own time.
                 loop {
                     let Some((due_at, e)) = state.as_ref().and_then(|s| s.enrollments.iter().filter_map(|e| e.due_at.map(|d| (d, e.clone()))).filter(|(d, _)| *d <= now).min_by_key(|(d, _)| *d)) else { break };
-                    let due = DueStep { customer_id: event.customer.id.clone(), enrollment_id: e.id.clone(), step_id: e.step_id.clone(), generation: e.generation };
+                    let due = DueStep::of(&event.customer.id, &e);
                     let d = decide(&flows, state.take(), Input::Due(&due), due_at);
                     prop_assert!(d.changed, "a due step of an active enrollment always does something");
                     for s in d.sends() {
@@ -323,7 +323,7 @@ fn wait_for_goes_on_at_matched_or_timed_out() {
     assert_eq!(matched.sends().map(|s| s.template.as_str()).collect::<Vec<_>>(), vec!["b"]);
     assert!(matched.effects.iter().any(|e| matches!(e, Effect::Unschedule { .. })), "the timeout is cancelled");
 
-    let due = DueStep { customer_id: first.state.profile.id.clone(), enrollment_id: enrollment.id, step_id: enrollment.step_id, generation: enrollment.generation };
+    let due = DueStep::of(&first.state.profile.id, &enrollment);
     let timed_out = decide(&flows, Some(first.state), Input::Due(&due), at("2026-11-22T01:00:00Z"));
     assert_eq!(timed_out.sends().map(|s| s.template.as_str()).collect::<Vec<_>>(), vec!["a"]);
     assert!(timed_out.timeline.iter().any(|e| e.reason.as_deref() == Some("reminded")), "exit reason recorded");

@@ -46,11 +46,11 @@ pub fn sample_send(flows: &FlowSet, template: &str, locale: &str, now: DateTime<
     }))
     .ok()?;
     let enrollment = Enrollment {
-        id: format!("{}:sample", flow.id),
-        flow: flow.id.clone(),
-        flow_version: flow.version.clone(),
+        id: format!("{}:sample", flow.id).into(),
+        flow: flow.id.as_str().into(),
+        flow_version: flow.version.as_str().into(),
         key: "sample".into(),
-        step_id: step_id.clone(),
+        step_id: step_id.as_str().into(),
         due_at: None,
         anchor: now,
         generation: 1,
@@ -64,7 +64,7 @@ pub fn sample_send(flows: &FlowSet, template: &str, locale: &str, now: DateTime<
     };
     let recommendations = ["GRINDER-HAND", "KETTLE-GOOSENECK", "MUG-STONE"].iter().filter(|s| flows.catalog.get(s).is_some()).map(|s| s.to_string()).collect();
     Some(SendIntent {
-        enrollment_id: enrollment.id.clone(),
+        enrollment_id: enrollment.id.to_string(),
         flow: flow.id.clone(),
         step_id,
         template: template.to_owned(),

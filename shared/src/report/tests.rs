@@ -297,7 +297,7 @@ async fn every_ses_fixture_counts_once_on_the_email_it_belongs_to() {
 
 async fn message_id_of(m: &crate::testing::MemoryApp) -> String {
     let state = m.store.load(&crate::domain::CustomerId::parse("cust-1").unwrap()).await.unwrap().unwrap().value;
-    state.recent_sends[0].message_id.clone().unwrap()
+    state.recent_sends[0].message_id.clone().unwrap().to_string()
 }
 
 #[cfg(feature = "local")]

@@ -29,7 +29,7 @@ impl App {
         let loaded = self.ports.store.load(customer).await?;
         if let Some(state) = &loaded {
             for enrollment in state.value.enrollments.iter().filter(|e| e.due_at.is_some()) {
-                let due = DueStep { customer_id: customer.clone(), enrollment_id: enrollment.id.clone(), step_id: enrollment.step_id.clone(), generation: enrollment.generation };
+                let due = DueStep::of(customer, enrollment);
                 // Must succeed: a schedule left behind would carry the customer id.
                 self.ports.scheduler.delete(&due.schedule_name()).await?;
             }

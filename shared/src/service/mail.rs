@@ -57,7 +57,7 @@ pub(crate) fn outgoing(store: &StorePolicy, send: &SendIntent, rendered: &Render
         ("enrollment".to_owned(), crate::engine::enrollment_tag(&send.enrollment_id)),
     ];
     if let Some(variant) = send.enrollment.variant.as_ref().filter(|v| is_tag_safe(v)) {
-        tags.push(("variant".to_owned(), variant.clone()));
+        tags.push(("variant".to_owned(), variant.to_string()));
     }
     tags.extend(customer_tag(customer_id));
     let mut headers = Vec::new();

@@ -398,7 +398,7 @@ impl App {
             reason: None,
             message_id: Some(message_id.clone()),
             enrollment_id: send.enrollment_id.clone(),
-            variant: send.enrollment.variant.clone(),
+            variant: send.enrollment.variant.as_ref().map(|v| v.to_string()),
         };
         Ok((message_id, report))
     }
@@ -419,7 +419,7 @@ fn mark(decision: &mut Decision, send: &SendIntent, kind: TimelineKind, message_
         }
     }
     if let Some(record) = decision.state.recent_sends.iter_mut().rev().find(|r| r.flow == send.flow && r.step_id == send.step_id) {
-        record.message_id = message_id;
+        record.message_id = message_id.map(Into::into);
         if kind == TimelineKind::Failed {
             // Never sent: not counted as sent either.
             let scope = crate::stats::StatScope::Email(record.stats_key());
