@@ -76,9 +76,9 @@ impl Simulation {
         let at = event.occurred_at_utc();
         let mut reports = self.run_until(at).await?;
         self.clock.set(at.max(self.clock_now()));
-        let report = self.app.ingest_json(std::slice::from_ref(value)).await?;
-        self.answer(&report.reports);
-        reports.extend(report.reports);
+        let before = reports.len();
+        self.app.ingest_event(&event, &mut reports).await?;
+        self.answer(&reports[before..]);
         Ok(reports)
     }
 

@@ -164,9 +164,10 @@ pub struct Enrollment {
     /// The event that started it: the context every template of the flow sees. Shared, so
     /// copying a state or an enrollment does not copy the event (it is the bulk of a state).
     pub trigger: std::sync::Arc<Event>,
-    /// The order item this enrollment is about (`for_each` flows), seen as `item`.
+    /// The order item this enrollment is about (`for_each` flows), seen as `item`. Shared
+    /// for the same reason as `trigger`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub item: Option<serde_json::Value>,
+    pub item: Option<std::sync::Arc<serde_json::Value>>,
     /// The A/B variant chosen by a split step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<Name>,

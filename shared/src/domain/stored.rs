@@ -62,7 +62,7 @@ struct EnrollmentOut<'a> {
     /// Index into `triggers`.
     trigger: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    item: &'a Option<serde_json::Value>,
+    item: &'a Option<Arc<serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     variant: &'a Option<Name>,
     #[serde(skip_serializing_if = "<[Name]>::is_empty")]
@@ -142,7 +142,7 @@ struct EnrollmentIn {
     entered_at: DateTime<Utc>,
     trigger: TriggerIn,
     #[serde(default)]
-    item: Option<serde_json::Value>,
+    item: Option<Arc<serde_json::Value>>,
     #[serde(default)]
     variant: Option<Name>,
     #[serde(default)]

@@ -170,7 +170,7 @@ fn same_order(event: &Event, enrollment: &Enrollment) -> bool {
 }
 
 fn same_sku(event: &Event, enrollment: &Enrollment) -> bool {
-    let Some(sku) = enrollment.item.as_ref().and_then(|i| i.get("sku")).and_then(|s| s.as_str()) else { return false };
+    let Some(sku) = enrollment.item.as_deref().and_then(|i| i.get("sku")).and_then(|s| s.as_str()) else { return false };
     event.order.as_ref().is_some_and(|o| o.items.iter().any(|i| i.sku == sku))
 }
 
@@ -184,7 +184,7 @@ impl<'f> Run<'f> {
         'f: 'a,
     {
         let flows: &'f FlowSet = self.flows;
-        Scope { profile, event: &enrollment.trigger, item: enrollment.item.as_ref(), enrollment: Some(enrollment), store: &flows.store, now: self.now }
+        Scope { profile, event: &enrollment.trigger, item: enrollment.item.as_deref(), enrollment: Some(enrollment), store: &flows.store, now: self.now }
     }
 
     fn tz(&self, profile: &Profile) -> chrono_tz::Tz {
@@ -316,7 +316,7 @@ impl<'f> Run<'f> {
             generation: 0,
             entered_at: self.now,
             trigger: self.shared_trigger(event),
-            item,
+            item: item.map(std::sync::Arc::new),
             variant: None,
             opened: Vec::new(),
             clicked: Vec::new(),

@@ -266,7 +266,7 @@ impl Renderer {
             })
             .collect();
         minijinja::context! {
-            item => send.enrollment.item.as_ref().map(V::from_serialize),
+            item => send.enrollment.item.as_deref().map(V::from_serialize),
             variant => send.enrollment.variant,
             recommendations => recommendations,
             locale => locale,

@@ -56,7 +56,7 @@ pub fn sample_send(flows: &FlowSet, template: &str, locale: &str, now: DateTime<
         generation: 1,
         entered_at: now,
         trigger: std::sync::Arc::new(trigger),
-        item: Some(items[0].clone()),
+        item: Some(std::sync::Arc::new(items[0].clone())),
         variant: None,
         opened: Vec::new(),
         clicked: Vec::new(),
