@@ -61,6 +61,9 @@ pub struct Renderer {
     default_locale: String,
     store: minijinja::Value,
     catalog: crate::flow::Catalog,
+    /// The top-level variables each subject reads, by template name: found once per template,
+    /// because `undeclared_variables` parses the source again.
+    subject_reads: std::sync::Mutex<std::collections::HashMap<String, Arc<std::collections::HashSet<String>>>>,
 }
 
 fn split_front_matter(source: &str) -> Option<(&str, &str)> {
@@ -181,6 +184,7 @@ impl Renderer {
         let store = &flows.store;
         Ok(Renderer {
             catalog: flows.catalog.clone(),
+            subject_reads: Default::default(),
             env,
             available,
             default_locale: store.default_locale.clone(),
@@ -206,13 +210,13 @@ impl Renderer {
     pub fn render(&self, send: &SendIntent, links: Links<'_>) -> Result<RenderedEmail, RenderError> {
         let locale = self.choose_locale(&send.template, &send.profile);
         let err = |message: String| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message };
-        let context = self.context(send, &locale, links, "");
+        let context = self.context(send, &locale, links, "", |_| true);
         let render = |suffix: &str| -> Result<String, RenderError> {
             self.template(&send.template, &locale, suffix)?.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
         };
         let subject = one_line(render("subject")?);
         let preheader = one_line(render("preheader")?);
-        let context = self.context(send, &locale, links, &preheader);
+        let context = self.context(send, &locale, links, &preheader, |_| true);
         let render = |suffix: &str| -> Result<String, RenderError> {
             self.template(&send.template, &locale, suffix)?.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
         };
@@ -232,12 +236,18 @@ impl Renderer {
     /// fraction of the cost of MJML, HTML and the text part.
     pub fn render_subject(&self, send: &SendIntent) -> Result<RenderedEmail, RenderError> {
         let locale = self.choose_locale(&send.template, &send.profile);
-        let context = self.context(send, &locale, Links::default(), "");
-        let subject = self
-            .template(&send.template, &locale, "subject")?
+        let template = self.template(&send.template, &locale, "subject")?;
+        let reads = self.subject_reads(&template);
+        let context = self.context(send, &locale, Links::default(), "", |name| reads.contains(name));
+        let subject = template
             .render(&context)
             .map_err(|e| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message: format!("subject: {e:#}") })?;
         Ok(RenderedEmail { locale, subject: one_line(subject), preheader: String::new(), html: String::new(), text: String::new() })
+    }
+
+    fn subject_reads(&self, template: &minijinja::Template<'_, '_>) -> Arc<std::collections::HashSet<String>> {
+        let mut known = self.subject_reads.lock().unwrap_or_else(|p| p.into_inner());
+        known.entry(template.name().to_owned()).or_insert_with(|| Arc::new(template.undeclared_variables(false))).clone()
     }
 
     /// One part (`mjml`, `subject`, `preheader`) of a template, compiled now if it was not yet.
@@ -249,37 +259,57 @@ impl Renderer {
     }
 
     /// The template variables, built as minijinja values directly (the event is serialized
-    /// once and its parts shared).
-    fn context(&self, send: &SendIntent, locale: &str, links: Links<'_>, preheader: &str) -> minijinja::Value {
+    /// once and its parts shared), and only the top-level ones `wanted` says the template reads.
+    fn context(&self, send: &SendIntent, locale: &str, links: Links<'_>, preheader: &str, wanted: impl Fn(&str) -> bool) -> minijinja::Value {
         use minijinja::Value as V;
+        const FROM_EVENT: [&str; 6] = ["order", "shipment", "checkout", "review", "properties", "event"];
         let p = &send.profile;
-        let event = V::from_serialize(send.trigger());
-        let part = |name: &str| event.get_attr(name).unwrap_or(V::UNDEFINED);
-        let recommendations: Vec<V> = send
-            .recommendations
-            .iter()
-            .filter_map(|sku| self.catalog.get(sku))
-            .map(|product| {
-                let name = product.name.get(locale).or_else(|| product.name.get(&self.default_locale)).or_else(|| product.name.values().next());
-                minijinja::context! { sku => product.sku, name => name, price => product.price.to_string(), currency => product.currency,
-                                      category => product.category, url => product.url, image_url => product.image_url }
-            })
-            .collect();
-        minijinja::context! {
-            item => send.enrollment.item.as_deref().map(V::from_serialize),
-            variant => send.enrollment.variant,
-            recommendations => recommendations,
-            locale => locale,
-            store => self.store.clone(),
-            customer => minijinja::context! {
-                id => p.id.as_str(), email => p.email.as_ref().map(|e| e.as_str()), first_name => p.first_name, last_name => p.last_name,
-                has_account => p.has_account.unwrap_or(false), orders_count => p.orders_count,
-            },
-            order => part("order"), shipment => part("shipment"), checkout => part("checkout"), review => part("review"),
-            properties => part("properties"), event => event,
-            flow => send.flow, step => send.step_id, category => send.category.as_str(),
-            unsubscribe_url => links.unsubscribe, activation_url => links.activation, preheader => preheader,
+        let mut vars: Vec<(&'static str, V)> = Vec::with_capacity(20);
+        if FROM_EVENT.iter().any(|name| wanted(name)) {
+            let event = V::from_serialize(send.trigger());
+            for name in FROM_EVENT.into_iter().filter(|name| wanted(name)) {
+                let value = if name == "event" { event.clone() } else { event.get_attr(name).unwrap_or(V::UNDEFINED) };
+                vars.push((name, value));
+            }
         }
+        if wanted("recommendations") {
+            let recommendations: Vec<V> = send
+                .recommendations
+                .iter()
+                .filter_map(|sku| self.catalog.get(sku))
+                .map(|product| {
+                    let name = product.name.get(locale).or_else(|| product.name.get(&self.default_locale)).or_else(|| product.name.values().next());
+                    minijinja::context! { sku => product.sku, name => name, price => product.price.to_string(), currency => product.currency,
+                                          category => product.category, url => product.url, image_url => product.image_url }
+                })
+                .collect();
+            vars.push(("recommendations", V::from(recommendations)));
+        }
+        if wanted("item") {
+            vars.push(("item", send.enrollment.item.as_deref().map(V::from_serialize).into()));
+        }
+        if wanted("customer") {
+            vars.push((
+                "customer",
+                minijinja::context! {
+                    id => p.id.as_str(), email => p.email.as_ref().map(|e| e.as_str()), first_name => p.first_name, last_name => p.last_name,
+                    has_account => p.has_account.unwrap_or(false), orders_count => p.orders_count,
+                },
+            ));
+        }
+        let simple: [(&'static str, V); 9] = [
+            ("variant", send.enrollment.variant.as_deref().into()),
+            ("locale", locale.into()),
+            ("store", self.store.clone()),
+            ("flow", send.flow.as_str().into()),
+            ("step", send.step_id.as_str().into()),
+            ("category", send.category.as_str().into()),
+            ("unsubscribe_url", links.unsubscribe.into()),
+            ("activation_url", links.activation.into()),
+            ("preheader", preheader.into()),
+        ];
+        vars.extend(simple.into_iter().filter(|(name, _)| wanted(name)));
+        V::from_iter(vars)
     }
 }
 

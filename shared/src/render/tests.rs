@@ -154,3 +154,36 @@ fn a_broken_template_is_named_whether_compiled_at_start_or_on_first_use() {
     assert!(matches!(error, super::RenderError::Template { ref template, ref locale, .. } if template == "hello" && locale == "ja"), "{error}");
     assert!(error.to_string().contains("mjml"), "names the part: {error}");
 }
+
+/// The simulator's subject-only render builds only the variables a subject reads; it must give
+/// the subject the full render gives, for every template and for a subject that reads them all.
+#[test]
+fn a_subject_rendered_alone_is_the_subject_of_the_whole_email() {
+    let flows = repo_flows();
+    let renderer = Renderer::new(&flows).unwrap();
+    let now = at("2026-11-20T01:15:00Z");
+    let links = super::Links { unsubscribe: Some("https://api.example.com/u/TOKEN"), activation: Some("https://shop.example.com/a?t=T") };
+    for locale in ["ja", "en"] {
+        for name in super::sample::template_names(&flows) {
+            let send = super::sample::sample_send(&flows, &name, locale, now).unwrap();
+            assert_eq!(renderer.render_subject(&send).unwrap().subject, renderer.render(&send, links).unwrap().subject, "{locale}/{name}");
+        }
+    }
+
+    let everything = "{{ order.number }} {{ shipment.carrier }} {{ checkout.id }} {{ review is defined }} {{ properties is defined }} \
+                      {{ event.type }} {{ recommendations | map(attribute='sku') | join(',') }} {{ item.sku }} {{ customer.first_name }} \
+                      {{ customer.orders_count }} {{ variant }} {{ locale }} {{ store.name }} {{ flow }} {{ step }} {{ category }} {{ preheader }}";
+    let mut files: Vec<(String, String)> = ["store.yaml", "catalog.yaml"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read_to_string(crate::testing::flows_dir().join(f)).unwrap()))
+        .collect();
+    files.push(("hello.yaml".into(), "id: hello\ncategory: transactional\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: hi, send: hello}\n".into()));
+    files.push(("templates/ja/hello.mjml".into(), format!("---\nsubject: \"{everything}\"\n---\n<mjml><mj-body></mj-body></mjml>")));
+    let flows = crate::flow::FlowSet::from_files(files).unwrap();
+    let renderer = Renderer::new(&flows).unwrap();
+    let mut send = super::sample::sample_send(&flows, "hello", "ja", now).unwrap();
+    send.enrollment.variant = Some("b".into());
+    let alone = renderer.render_subject(&send).unwrap().subject;
+    assert_eq!(alone, renderer.render(&send, links).unwrap().subject);
+    assert_eq!(alone, "#1001 ヤマト運輸 CK-1 True False order_placed GRINDER-HAND,KETTLE-GOOSENECK,MUG-STONE BEANS-ETHIOPIA-200 花子 5 b ja Aftercare Coffee Roasters hello hi transactional");
+}
