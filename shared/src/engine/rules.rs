@@ -79,7 +79,8 @@ impl Scope<'_> {
     /// The variables, as minijinja values built directly (the event serialized once and its
     /// parts shared), and only the top-level ones `wanted` says an expression reads: most
     /// read one or two, and serializing the event was most of an evaluation.
-    fn variables(&self, wanted: impl Fn(&str) -> bool) -> minijinja::Value {
+    /// `wanted_attr` does the same for the attributes of `customer`.
+    fn variables(&self, wanted: impl Fn(&str) -> bool, wanted_attr: impl Fn(&str) -> bool) -> minijinja::Value {
         use minijinja::Value as V;
         const FROM_EVENT: [&str; 7] = ["order", "shipment", "checkout", "review", "email", "properties", "event"];
         let mut vars: Vec<(&'static str, V)> = Vec::with_capacity(12);
@@ -103,7 +104,7 @@ impl Scope<'_> {
             vars.push(("vip_threshold", threshold.into()));
         }
         if wanted("customer") {
-            vars.push(("customer", self.customer()));
+            vars.push(("customer", self.customer(wanted_attr)));
         }
         if wanted("enrollment") {
             let enrollment = self.enrollment.map(|e| minijinja::context! {
@@ -114,30 +115,64 @@ impl Scope<'_> {
         V::from_iter(vars)
     }
 
-    fn customer(&self) -> minijinja::Value {
+    /// `customer`, with the attributes `wanted` names (most expressions read one or two, and
+    /// the maps and dates are the costly ones).
+    fn customer(&self, wanted: impl Fn(&str) -> bool) -> minijinja::Value {
         use minijinja::Value as V;
         let p = self.profile;
         let days_since = |at: DateTime<Utc>| (self.now - at).num_days();
-        let since_30d = self.now - Duration::days(30);
-        minijinja::context! {
-            id => p.id.as_str(), email => p.email.as_ref().map(|e| e.as_str()), first_name => p.first_name, last_name => p.last_name,
-            locale => p.locale.as_ref().map(|l| l.as_str()), has_account => p.has_account, marketing_consent => p.marketing_consent,
-            orders_count => p.orders_count, total_spent => V::from_serialize(&p.total_spent),
-            purchased_skus => V::from_serialize(p.purchased_skus()), sku_order_counts => V::from_serialize(&p.sku_order_counts),
-            birthday => p.birthday.map(|d| d.to_string()),
-            first_order_date => p.first_order_at.map(|t| self.local_date(t).to_string()),
-            first_order_id => p.first_order_id,
-            days_since_last_order => p.last_order_at.map(days_since),
-            opens_30d => p.opens.iter().filter(|t| **t > since_30d && **t <= self.now).count(),
-            days_since_sent => V::from_serialize(p.last_sent.iter().map(|(flow, at)| (flow.clone(), days_since(*at))).collect::<std::collections::BTreeMap<_, _>>()),
-        }
+        let mut attrs: Vec<(&'static str, V)> = Vec::with_capacity(16);
+        let mut add = |name: &'static str, value: &dyn Fn() -> V| {
+            if wanted(name) {
+                attrs.push((name, value()));
+            }
+        };
+        add("id", &|| p.id.as_str().into());
+        add("email", &|| p.email.as_ref().map(|e| e.as_str()).into());
+        add("first_name", &|| p.first_name.as_deref().into());
+        add("last_name", &|| p.last_name.as_deref().into());
+        add("locale", &|| p.locale.as_ref().map(|l| l.as_str()).into());
+        add("has_account", &|| p.has_account.into());
+        add("marketing_consent", &|| p.marketing_consent.into());
+        add("orders_count", &|| p.orders_count.into());
+        add("total_spent", &|| V::from_serialize(&p.total_spent));
+        add("purchased_skus", &|| V::from_serialize(p.purchased_skus()));
+        add("sku_order_counts", &|| V::from_serialize(&p.sku_order_counts));
+        add("birthday", &|| p.birthday.map(|d| d.to_string()).into());
+        add("first_order_date", &|| p.first_order_at.map(|t| self.local_date(t).to_string()).into());
+        add("first_order_id", &|| p.first_order_id.as_deref().into());
+        add("days_since_last_order", &|| p.last_order_at.map(days_since).into());
+        add("opens_30d", &|| {
+            let since_30d = self.now - Duration::days(30);
+            p.opens.iter().filter(|t| **t > since_30d && **t <= self.now).count().into()
+        });
+        add("days_since_sent", &|| {
+            V::from_serialize(p.last_sent.iter().map(|(flow, at)| (flow.clone(), days_since(*at))).collect::<std::collections::BTreeMap<_, _>>())
+        });
+        V::from_iter(attrs)
     }
 }
 
-/// A compiled expression and the top-level variables it reads.
+/// A compiled expression and the variables it reads: top-level names, and which attributes
+/// of `customer` (`None`: all of them, for `customer` read whole or by a computed key).
 struct Compiled {
     expression: minijinja::Expression<'static, 'static>,
     reads: std::collections::HashSet<String>,
+    customer_attrs: Option<std::collections::HashSet<String>>,
+}
+
+impl Compiled {
+    fn new(expression: minijinja::Expression<'static, 'static>) -> Compiled {
+        // Dotted paths, as deep as written: `customer.total_spent.JPY`, or a bare `customer`.
+        let paths = expression.undeclared_variables(true);
+        let customer_attrs = (!paths.contains("customer"))
+            .then(|| paths.iter().filter_map(|path| path.strip_prefix("customer.")).map(|rest| rest.split('.').next().unwrap_or(rest).to_owned()).collect());
+        Compiled { reads: expression.undeclared_variables(false), customer_attrs, expression }
+    }
+
+    fn reads_customer_attr(&self, attr: &str) -> bool {
+        self.customer_attrs.as_ref().is_none_or(|attrs| attrs.contains(attr))
+    }
 }
 
 /// One environment for all flow expressions, and each expression compiled once per process
@@ -155,14 +190,14 @@ fn compiled(expression: &str) -> Result<std::sync::Arc<Compiled>, String> {
         return Ok(hit.clone());
     }
     let compiled = ENV.compile_expression_owned(expression.to_owned()).map_err(|e| e.to_string())?;
-    let fresh = Arc::new(Compiled { reads: compiled.undeclared_variables(false), expression: compiled });
+    let fresh = Arc::new(Compiled::new(compiled));
     CACHE.write().unwrap_or_else(|p| p.into_inner()).insert(expression.to_owned(), fresh.clone());
     Ok(fresh)
 }
 
 pub fn evaluate_value(expression: &str, scope: &Scope<'_>) -> Result<minijinja::Value, String> {
     let compiled = compiled(expression)?;
-    compiled.expression.eval(scope.variables(|name| compiled.reads.contains(name))).map_err(|e| e.to_string())
+    compiled.expression.eval(scope.variables(|name| compiled.reads.contains(name), |attr| compiled.reads_customer_attr(attr))).map_err(|e| e.to_string())
 }
 
 pub fn evaluate(expression: &str, scope: &Scope<'_>) -> Result<bool, String> {
@@ -183,6 +218,8 @@ mod tests {
         let mut state = CustomerState::new(CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
         state.profile.first_order_id = Some("A1".into());
         state.profile.orders_count = 2;
+        state.profile.total_spent.insert("JPY".into(), rust_decimal::Decimal::new(8600, 0));
+        state.profile.last_sent.insert("win_back".into(), at("2026-11-01T00:00:00Z"));
         let event = Event::parse(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
         let item = serde_json::json!({"sku": "BEAN-1", "quantity": 1});
         let scope = Scope { profile: &state.profile, event: &event, item: Some(&item), enrollment: None, store: &flows.store, now: at("2026-11-21T00:00:00Z") };
@@ -192,14 +229,23 @@ mod tests {
             "customer.sku_order_counts[item.sku] >= 2",
             "[order.id, event.type, event.customer.id, customer.orders_count, item.sku, order_total, shipment, checkout, review, email, properties, enrollment]",
             "customer.orders_count + (order.items | length)",
+            "customer['orders_count'] > 1 and customer.days_since_sent.win_back is undefined",
+            "(customer.total_spent.JPY or 0) > 100 and customer.first_order_date",
+            "customer | length",
+            "customer.purchased_skus | select('in', customer[ 'sku_order_counts' ]) | list",
         ];
+
         for expression in expressions {
             let compiled = compiled(expression).unwrap();
-            let everything = compiled.expression.eval(scope.variables(|_| true)).unwrap();
+            let everything = compiled.expression.eval(scope.variables(|_| true, |_| true)).unwrap();
             let only_read = evaluate_value(expression, &scope).unwrap();
             assert_eq!(only_read.to_string(), everything.to_string(), "{expression}");
             assert!(!everything.is_undefined(), "{expression}");
         }
+        let narrow = compiled("customer.orders_count > 1 and customer.total_spent.JPY > 100").unwrap();
+        assert!(narrow.reads_customer_attr("orders_count") && narrow.reads_customer_attr("total_spent") && !narrow.reads_customer_attr("email"));
+        assert!(compiled("customer['email']").unwrap().reads_customer_attr("email"), "a subscript reads the whole customer");
+        assert_eq!(evaluate_value("(customer.total_spent.JPY or 0) > 100 and customer.days_since_sent.win_back", &scope).unwrap().to_string(), "20");
         assert_eq!(evaluate_value("customer.orders_count + (order.items | length)", &scope).unwrap().to_string(), "5", "2 orders + 3 items");
         assert!(evaluate("order.id == customer.first_order_id", &scope).unwrap());
     }
