@@ -158,6 +158,8 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
         let report = simulation.app.report(from, to).await.map_err(|e| BadInput(e.to_string()))?;
         args.output.write(&report).map_err(BadInput)?;
     }
+    // The process ends here: freeing every customer's state one by one first would only take time.
+    std::mem::forget(simulation);
     Ok(())
 }
 

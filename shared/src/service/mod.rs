@@ -363,8 +363,10 @@ impl App {
 
     /// Renders and sends one email, then tells integrators.
     async fn deliver(&self, send: &SendIntent) -> Result<(String, SendReport), DeliverError> {
-        let unsubscribe_url = (send.category == Category::Marketing).then(|| self.links.url(&send.profile.id));
-        let activation_url = (send.profile.has_account != Some(true)).then(|| self.links.activation_url(&self.flows.store.base_url, &send.profile.id, send.to.as_str()));
+        // Signed links go in the body and headers; the simulator renders neither, so it signs none.
+        let unsubscribe_url = (self.render_bodies && send.category == Category::Marketing).then(|| self.links.url(&send.profile.id));
+        let activation_url = (self.render_bodies && send.profile.has_account != Some(true))
+            .then(|| self.links.activation_url(&self.flows.store.base_url, &send.profile.id, send.to.as_str()));
         let links = crate::render::Links { unsubscribe: unsubscribe_url.as_deref(), activation: activation_url.as_deref() };
         let rendered = if self.render_bodies { self.renderer.render(send, links) } else { self.renderer.render_subject(send) };
         let rendered = rendered.map_err(|e| DeliverError::Render(e.to_string()))?;
