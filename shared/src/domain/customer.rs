@@ -220,7 +220,9 @@ impl SendRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerState {
     pub profile: Profile,
-    pub enrollments: Vec<Enrollment>,
+    /// Shared with the copy the state was loaded from: a decision changes one or two of them,
+    /// and copies only those (`Arc::make_mut`), so loading a state does not copy every one.
+    pub enrollments: Vec<std::sync::Arc<Enrollment>>,
     /// Enrollment ids that ended, so a per-order flow never runs twice for one order.
     pub finished: BTreeMap<Name, DateTime<Utc>>,
     /// Sends of the last days, newest last, for smart sending and frequency rules.

@@ -81,7 +81,7 @@ impl Serialize for CustomerState {
             .iter()
             .map(|enrollment| {
                 // Destructured without `..`: a new field must be given a stored form here.
-                let Enrollment { id, flow, flow_version, key, step_id, due_at, anchor, generation, entered_at, trigger, item, variant, opened, clicked, trigger_value } = enrollment;
+                let Enrollment { id, flow, flow_version, key, step_id, due_at, anchor, generation, entered_at, trigger, item, variant, opened, clicked, trigger_value } = &**enrollment;
                 // Shared in memory (`Arc`), or equal (loaded from the older form).
                 let index = match triggers.iter().position(|t| Arc::ptr_eq(t, trigger) || **t == *trigger) {
                     Some(index) => index,
@@ -180,7 +180,7 @@ impl<'de> Deserialize<'de> for CustomerState {
                         de::Error::custom(format_args!("enrollment {:?}: trigger {index} is not in triggers (it has {})", e.id, triggers.len()))
                     })?,
                 };
-                Ok(Enrollment {
+                Ok(Arc::new(Enrollment {
                     id: e.id,
                     flow: e.flow,
                     flow_version: e.flow_version,
@@ -196,7 +196,7 @@ impl<'de> Deserialize<'de> for CustomerState {
                     opened: e.opened,
                     clicked: e.clicked,
                     trigger_value: e.trigger_value,
-                })
+                }))
             })
             .collect::<Result<Vec<_>, D::Error>>()?;
         Ok(CustomerState { profile, enrollments, finished, recent_sends, last_generation })

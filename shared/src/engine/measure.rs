@@ -113,16 +113,18 @@ impl Run<'_> {
             self.count_email(&send, metric, 1);
         }
         let Some(clicked) = engaged else { return };
-        if let Some(enrollment) = state.enrollments.iter_mut().find(|e| e.id == send.enrollment_id) {
-            let mark = |list: &mut Vec<crate::domain::Name>| {
-                if !list.contains(&send.step_id) {
-                    list.push(send.step_id.clone());
-                }
-            };
-            mark(&mut enrollment.opened);
-            if clicked {
-                mark(&mut enrollment.clicked);
-            }
+        let Some(enrollment) = state.enrollments.iter_mut().find(|e| e.id == send.enrollment_id) else { return };
+        let unmarked = |list: &[crate::domain::Name]| !list.contains(&send.step_id);
+        if !unmarked(&enrollment.opened) && !(clicked && unmarked(&enrollment.clicked)) {
+            return;
+        }
+        // Copied only now that it changes (it is shared with the state as loaded).
+        let enrollment = std::sync::Arc::make_mut(enrollment);
+        if unmarked(&enrollment.opened) {
+            enrollment.opened.push(send.step_id.clone());
+        }
+        if clicked && unmarked(&enrollment.clicked) {
+            enrollment.clicked.push(send.step_id.clone());
         }
     }
 

@@ -10,6 +10,8 @@ pub use recommend::recommend;
 pub use rules::{Scope, SkipReason};
 pub use timing::{in_quiet_hours, next_quiet_end, next_yearly, resolve_local};
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -159,7 +161,7 @@ struct Run<'f> {
     effects: Vec<Effect>,
     timeline: Vec<TimelineEntry>,
     stats: Vec<StatCount>,
-    trigger: Option<std::sync::Arc<Event>>,
+    trigger: Option<Arc<Event>>,
     now: DateTime<Utc>,
 }
 
@@ -273,11 +275,11 @@ impl<'f> Run<'f> {
     }
 
     /// One shared copy of the event for every enrollment it starts.
-    fn shared_trigger(&mut self, event: &Event) -> std::sync::Arc<Event> {
+    fn shared_trigger(&mut self, event: &Event) -> Arc<Event> {
         match &self.trigger {
             Some(shared) if shared.id == event.id => shared.clone(),
             _ => {
-                let shared = std::sync::Arc::new(event.clone());
+                let shared = Arc::new(event.clone());
                 self.trigger = Some(shared.clone());
                 shared
             }
@@ -316,7 +318,7 @@ impl<'f> Run<'f> {
             generation: 0,
             entered_at: self.now,
             trigger: self.shared_trigger(event),
-            item: item.map(std::sync::Arc::new),
+            item: item.map(Arc::new),
             variant: None,
             opened: Vec::new(),
             clicked: Vec::new(),
@@ -367,7 +369,7 @@ impl<'f> Run<'f> {
             });
             match resume {
                 Some((flow, next)) => {
-                    let mut enrollment = state.enrollments.remove(i);
+                    let mut enrollment = Arc::unwrap_or_clone(state.enrollments.remove(i));
                     self.unschedule(state, &enrollment);
                     enrollment.due_at = None;
                     enrollment.anchor = self.now;
@@ -385,7 +387,7 @@ impl<'f> Run<'f> {
         }) else {
             return false;
         };
-        let mut enrollment = state.enrollments.remove(position);
+        let mut enrollment = Arc::unwrap_or_clone(state.enrollments.remove(position));
         let Some(flow) = self.flows.flow(&enrollment.flow) else {
             let mut entry = self.entry(TimelineKind::Exited, &enrollment);
             entry.reason = Some("flow_removed".into());
@@ -559,7 +561,7 @@ impl<'f> Run<'f> {
         enrollment.due_at = Some(at);
         let due = DueStep::of(&state.profile.id, &enrollment);
         self.effects.push(Effect::Schedule(ScheduleIntent { name: due.schedule_name(), at, due }));
-        state.enrollments.push(enrollment);
+        state.enrollments.push(Arc::new(enrollment));
     }
 
     fn unschedule(&mut self, state: &CustomerState, enrollment: &Enrollment) {

@@ -153,6 +153,26 @@ fn a_removed_step_ends_the_enrollment_with_a_reason() {
     assert_eq!(fired.sends().count(), 0);
 }
 
+/// A loaded state shares its enrollments with the store's copy; a decision copies only the
+/// ones it changes, and the store's copy stays as it was.
+#[test]
+fn a_decision_copies_only_the_enrollments_it_changes() {
+    let flows = repo_flows();
+    let mut order = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
+    order["customer"]["marketing_consent"] = json!(true);
+    let stored = decide(&flows, None, Input::Event(&event(order)), at("2026-11-20T01:15:00Z")).state;
+    assert!(stored.enrollments.len() >= 3, "an order starts several flows");
+    let loaded = stored.clone();
+    let next = loaded.enrollments.iter().filter(|e| e.due_at.is_some()).min_by_key(|e| e.due_at).unwrap().clone();
+    let step = DueStep::of(&loaded.profile.id, &next);
+    let fired = decide(&flows, Some(loaded), Input::Due(&step), next.due_at.unwrap());
+    assert!(fired.changed);
+    let shared = fired.state.enrollments.iter().filter(|e| stored.enrollments.iter().any(|s| Arc::ptr_eq(e, s))).count();
+    assert_eq!(shared, stored.enrollments.len() - 1, "all but the one that ran are still shared");
+    let as_stored = stored.enrollments.iter().find(|e| e.id == next.id).unwrap();
+    assert_eq!(**as_stored, *next, "the store's copy of the enrollment that ran is unchanged");
+}
+
 mod properties {
     use std::collections::BTreeSet;
 
