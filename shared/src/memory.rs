@@ -1,6 +1,6 @@
 //! In-memory adapters: the twins of the real ones, for tests and the simulator.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -114,7 +114,8 @@ impl Store for MemoryStore {
 /// Pending schedules by name; the simulator and tests fire them with `take_due`.
 #[derive(Default)]
 pub struct MemoryScheduler {
-    pending: Mutex<BTreeMap<String, ScheduledStep>>,
+    /// By name (hashed: names are 64-character digests, slow to order in a tree of thousands).
+    pending: Mutex<HashMap<String, ScheduledStep>>,
     /// (due time, name): the next due schedule without scanning them all.
     by_time: Mutex<BTreeSet<(DateTime<Utc>, String)>>,
     pub created: AtomicU64,
@@ -142,8 +143,8 @@ impl MemoryScheduler {
     /// The earliest schedule due at or before `until`, removed from the pending set.
     pub fn take_next_due(&self, until: DateTime<Utc>) -> Option<ScheduledStep> {
         let mut by_time = lock(&self.by_time);
-        let (at, name) = by_time.first().filter(|(at, _)| *at <= until)?.clone();
-        by_time.remove(&(at, name.clone()));
+        by_time.first().filter(|(at, _)| *at <= until)?;
+        let (_, name) = by_time.pop_first()?;
         self.fired.fetch_add(1, Ordering::Relaxed);
         lock(&self.pending).remove(&name)
     }
