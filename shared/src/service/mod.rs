@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{instrument, warn};
 
-use crate::domain::{CustomerId, CustomerState, Event, FieldError, Profile, TimelineEntry, TimelineKind};
+use crate::domain::{CustomerId, CustomerState, Event, FieldError, TimelineEntry, TimelineKind};
 use crate::engine::{self, Decision, DueStep, Effect, Input, SendIntent};
 use crate::flow::{Category, FlowSet};
 use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, PortError, Publisher, ScheduledStep, Scheduler, Store};
@@ -275,31 +275,31 @@ impl App {
                 Input::Event(e) => Some((*e).clone()),
                 Input::Due(_) => None,
             };
-            // The state and counts move into the commit (a conflict decides afresh); the
-            // profile stays for the reports.
-            let profile = decision.state.profile.clone();
-            let placeholder = CustomerState::new(customer.clone(), profile.created_at);
+            // Skips are reported from the decided state; then the state, timeline and counts
+            // move into the commit (a conflict decides afresh).
+            let skipped = self.skip_reports(customer, &decision);
+            let placeholder = CustomerState::new(customer.clone(), decision.state.profile.created_at);
             let commit = Commit {
                 customer_id: customer.clone(),
                 expected_version,
                 state: std::mem::replace(&mut decision.state, placeholder),
                 event,
-                timeline: decision.timeline.clone(),
+                timeline: std::mem::take(&mut decision.timeline),
                 stats: std::mem::take(&mut decision.stats),
             };
             match ports.store.commit(commit).await? {
                 CommitOutcome::Committed { .. } => {
-                    committed = Some((decision, profile));
+                    committed = Some((decision, skipped));
                     break;
                 }
                 CommitOutcome::DuplicateEvent => return Ok(Processed::Duplicate),
                 CommitOutcome::VersionConflict => continue,
             }
         }
-        let Some((decision, profile)) = committed else {
+        let Some((decision, skipped)) = committed else {
             return Err(ServiceError::Retryable(format!("customer {customer} changed {MAX_ATTEMPTS} times while deciding")));
         };
-        self.report_skips(customer, &decision, &profile, reports);
+        reports.extend(skipped);
         for send in decision.sends() {
             if send.category == Category::Transactional {
                 if let Some((_, report)) = delivered.remove(&(send.enrollment_id.clone(), send.step_id.clone())) {
@@ -338,7 +338,9 @@ impl App {
         Ok(Processed::Applied)
     }
 
-    fn report_skips(&self, customer: &CustomerId, decision: &Decision, profile: &Profile, reports: &mut Vec<SendReport>) {
+    fn skip_reports(&self, customer: &CustomerId, decision: &Decision) -> Vec<SendReport> {
+        let profile = &decision.state.profile;
+        let mut reports = Vec::new();
         for entry in decision.timeline.iter().filter(|e| e.kind == TimelineKind::Skipped || e.kind == TimelineKind::Failed) {
             let (Some(flow), Some(template)) = (&entry.flow, &entry.template) else { continue };
             let category = self.flows.flow(flow).map_or("marketing", |f| f.category.as_str());
@@ -359,6 +361,7 @@ impl App {
                 variant: None,
             });
         }
+        reports
     }
 
     /// Renders and sends one email, then tells integrators.
