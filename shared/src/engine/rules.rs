@@ -234,7 +234,6 @@ mod tests {
             "customer | length",
             "customer.purchased_skus | select('in', customer[ 'sku_order_counts' ]) | list",
         ];
-
         for expression in expressions {
             let compiled = compiled(expression).unwrap();
             let everything = compiled.expression.eval(scope.variables(|_| true, |_| true)).unwrap();

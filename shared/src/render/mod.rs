@@ -61,9 +61,10 @@ pub struct Renderer {
     default_locale: String,
     store: minijinja::Value,
     catalog: crate::flow::Catalog,
-    /// The top-level variables each subject reads, by template name: found once per template,
-    /// because `undeclared_variables` parses the source again.
-    subject_reads: std::sync::Mutex<std::collections::HashMap<String, Arc<std::collections::HashSet<String>>>>,
+    /// The top-level variables each subject reads, by template name (`None`: all of them, for a
+    /// subject that includes or imports another template): found once per template, because
+    /// `undeclared_variables` parses the source again.
+    subject_reads: std::sync::Mutex<std::collections::HashMap<String, Option<Arc<std::collections::HashSet<String>>>>>,
 }
 
 fn split_front_matter(source: &str) -> Option<(&str, &str)> {
@@ -238,16 +239,24 @@ impl Renderer {
         let locale = self.choose_locale(&send.template, &send.profile);
         let template = self.template(&send.template, &locale, "subject")?;
         let reads = self.subject_reads(&template);
-        let context = self.context(send, &locale, Links::default(), "", |name| reads.contains(name));
+        let context = self.context(send, &locale, Links::default(), "", |name| reads.as_ref().is_none_or(|reads| reads.contains(name)));
         let subject = template
             .render(&context)
             .map_err(|e| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message: format!("subject: {e:#}") })?;
         Ok(RenderedEmail { locale, subject: one_line(subject), preheader: String::new(), html: String::new(), text: String::new() })
     }
 
-    fn subject_reads(&self, template: &minijinja::Template<'_, '_>) -> Arc<std::collections::HashSet<String>> {
+    fn subject_reads(&self, template: &minijinja::Template<'_, '_>) -> Option<Arc<std::collections::HashSet<String>>> {
         let mut known = self.subject_reads.lock().unwrap_or_else(|p| p.into_inner());
-        known.entry(template.name().to_owned()).or_insert_with(|| Arc::new(template.undeclared_variables(false))).clone()
+        if let Some(reads) = known.get(template.name()) {
+            return reads.clone();
+        }
+        // What another template reads is not among this one's undeclared variables.
+        let source = template.source();
+        let self_contained = !source.contains("{%") || !["include", "import", "extends", "from"].iter().any(|tag| source.contains(tag));
+        let reads = self_contained.then(|| Arc::new(template.undeclared_variables(false)));
+        known.insert(template.name().to_owned(), reads.clone());
+        reads
     }
 
     /// One part (`mjml`, `subject`, `preheader`) of a template, compiled now if it was not yet.

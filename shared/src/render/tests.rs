@@ -179,8 +179,14 @@ fn a_subject_rendered_alone_is_the_subject_of_the_whole_email() {
         .collect();
     files.push(("hello.yaml".into(), "id: hello\ncategory: transactional\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: hi, send: hello}\n".into()));
     files.push(("templates/ja/hello.mjml".into(), format!("---\nsubject: \"{everything}\"\n---\n<mjml><mj-body></mj-body></mjml>")));
+    files.push(("hello2.yaml".into(), "id: hello2\ncategory: transactional\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: hi, send: hello2}\n".into()));
+    files.push(("templates/ja/hello2.mjml".into(), "---\nsubject: \"{% include 'ja/_name.mjml' %}さん\"\n---\n<mjml><mj-body></mj-body></mjml>".into()));
+    files.push(("templates/ja/_name.mjml".into(), "{{ customer.first_name }}".into()));
     let flows = crate::flow::FlowSet::from_files(files).unwrap();
     let renderer = Renderer::new(&flows).unwrap();
+    // A subject that includes another template reads what that one reads.
+    let send = super::sample::sample_send(&flows, "hello2", "ja", now).unwrap();
+    assert_eq!(renderer.render_subject(&send).unwrap().subject, "花子さん");
     let mut send = super::sample::sample_send(&flows, "hello", "ja", now).unwrap();
     send.enrollment.variant = Some("b".into());
     let alone = renderer.render_subject(&send).unwrap().subject;
