@@ -4,10 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aftercare_core::cost::{measure, one_order_journey, Usage, ASSUMED_MS_FEEDBACK, ASSUMED_MS_INGEST, ASSUMED_MS_STEP, FEEDBACK_EVENTS_PER_EMAIL};
+use aftercare_core::cost::{measure, measure_each, one_order_journey, Usage, ASSUMED_MS_FEEDBACK, ASSUMED_MS_INGEST, ASSUMED_MS_STEP, FEEDBACK_EVENTS_PER_EMAIL};
 use aftercare_core::flow::FlowSet;
 use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
 
 #[derive(clap::Args)]
 pub struct CostArgs {
@@ -100,18 +99,18 @@ async fn measure_store(flows: FlowSet, path: &PathBuf) -> Result<PerOrder, crate
         (Some(first), Some(last)) => (first.at, last.at),
         _ => return Err(BadInput(format!("--events: {} has no events", path.display()))),
     };
-    let values = events.iter().map(|e| e.value()).collect::<Result<Vec<Value>, BadInput>>()?;
-    drop(events);
-    let orders = values.iter().filter(|value| value["type"] == "order_placed").count();
+    let orders = events.iter().filter(|e| e.event_type == "order_placed").count();
     if orders == 0 {
         return Err(BadInput(format!("--events: {} has no order_placed event; cost is counted per order", path.display())));
     }
     let model = crate::engagement::EngagementModel::new(1, crate::engagement::TYPICAL);
-    let usage = measure(flows, &values, last + Duration::days(400), Some(Box::new(model))).await.map_err(|e| BadInput(format!("{e:#}")))?;
+    // Each line is parsed at its turn, as `simulate` does.
+    let values = events.iter().map(|e| e.value().map_err(|e| anyhow::anyhow!(e.0.clone())));
+    let usage = measure_each(flows, values, last + Duration::days(400), Some(Box::new(model))).await.map_err(|e| BadInput(format!("{e:#}")))?;
     let basis = format!(
         "at the mix of {}: {} events, {orders} orders over {} days, then 400 days of flows; {:.2} emails per order",
         path.display(),
-        values.len(),
+        events.len(),
         (last - first).num_days() + 1,
         usage.ses_sends / orders as f64,
     );

@@ -93,6 +93,7 @@ pub(crate) struct InputEvent {
     /// (BENCHMARKS.md), so each line is parsed again when its turn comes.
     pub text: String,
     pub at: DateTime<Utc>,
+    pub event_type: String,
 }
 
 impl InputEvent {
@@ -114,7 +115,7 @@ pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<InputEvent>, BadInput> {
         }
         let value: Value = serde_json::from_str(&text).map_err(|e| BadInput(format!("line {line}: $: not valid JSON: {e}")))?;
         let event = Event::parse(&value).map_err(|e| BadInput(field_message(line, &e.field, &e.message)))?;
-        events.push(InputEvent { line, text, at: event.occurred_at_utc() });
+        events.push(InputEvent { line, text, at: event.occurred_at_utc(), event_type: event.event_type.to_string() });
     }
     events.sort_by_key(|e| e.at);
     Ok(events)

@@ -240,17 +240,33 @@ impl Recipients for SesEvents {
 /// deliveries, opens, clicks…) runs through the feedback service too and is metered like
 /// everything else; without, it is estimated at [`FEEDBACK_EVENTS_PER_EMAIL`].
 pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<chrono::Utc>, recipients: Option<Box<dyn Recipients>>) -> anyhow::Result<Usage> {
+    measure_each(flows, events.iter().cloned().map(Ok), until, recipients).await
+}
+
+/// As [`measure`], with the events produced one at a time (a year of a large store does not
+/// fit in memory as parsed JSON).
+pub async fn measure_each(
+    flows: FlowSet,
+    events: impl IntoIterator<Item = anyhow::Result<Value>>,
+    until: chrono::DateTime<chrono::Utc>,
+    recipients: Option<Box<dyn Recipients>>,
+) -> anyhow::Result<Usage> {
+    let mut events = events.into_iter().peekable();
     let store = Arc::new(MeteredStore::default());
-    let start = events.first().and_then(|e| Event::parse(e).ok()).map_or(until, |e| e.occurred_at_utc());
+    let start = match events.peek() {
+        Some(Ok(first)) => Event::parse(first).map_or(until, |e| e.occurred_at_utc()),
+        _ => until,
+    };
     let mut simulation = Simulation::with_store(flows, start, store.clone())?;
     let measured_feedback = recipients.is_some();
     if let Some(recipients) = recipients {
         simulation = simulation.with_recipients(Box::new(SesEvents { model: recipients, made: 0 }));
     }
-    let mut steps = 0usize;
+    let (mut steps, mut storefront_events) = (0usize, 0usize);
     for event in events {
+        storefront_events += 1;
         let before = simulation.scheduler.fired();
-        simulation.ingest(event).await?;
+        simulation.ingest(&event?).await?;
         steps += simulation.scheduler.fired() - before;
     }
     let before = simulation.scheduler.fired();
@@ -266,8 +282,8 @@ pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<c
         (feedback, feedback * 3.0, feedback * 3.0, feedback * 10.0)
     };
     Ok(Usage {
-        storefront_events: events.len() as f64,
-        ingest_invocations: events.len() as f64,
+        storefront_events: storefront_events as f64,
+        ingest_invocations: storefront_events as f64,
         step_invocations: steps as f64,
         feedback_invocations: feedback,
         dynamodb_calls: store.calls.load(Ordering::Relaxed) as f64 + estimated_calls,
