@@ -471,7 +471,7 @@ impl<'f> Run<'f> {
                             return;
                         }
                     }
-                    self.send_step(state, &enrollment, flow, &step.id, choices, when.as_deref(), recommend.as_ref());
+                    self.send_step(state, &enrollment, flow, &step.id, choices, when.as_ref(), recommend.as_ref());
                     None
                 }
                 StepKind::Branch(routes) => {
@@ -584,7 +584,7 @@ impl<'f> Run<'f> {
         flow: &Flow,
         step_id: &str,
         choices: &[crate::flow::TemplateChoice],
-        when: Option<&str>,
+        when: Option<&crate::flow::Expression>,
         recommend: Option<&crate::flow::Recommend>,
     ) {
         let scope = self.scope(&state.profile, enrollment);

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::domain::{EmailAddress, Enrollment, Event, Profile, SendRecord};
-use crate::flow::{Category, Flow, StorePolicy};
+use crate::flow::{Category, CustomerAttr, Expression, Flow, Reads, StorePolicy, Var};
 
 /// Why a send step did not send. `code()` is what the timeline and the simulator print.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,36 +77,35 @@ impl Scope<'_> {
     }
 
     /// The variables, as minijinja values built directly (the event serialized once and its
-    /// parts shared), and only the top-level ones `wanted` says an expression reads: most
-    /// read one or two, and serializing the event was most of an evaluation.
-    /// `wanted_attr` does the same for the attributes of `customer`.
-    fn variables(&self, wanted: impl Fn(&str) -> bool, wanted_attr: impl Fn(&str) -> bool) -> minijinja::Value {
+    /// parts shared), and only those `reads` names: most expressions read one or two, and
+    /// serializing the event was most of an evaluation.
+    pub fn variables(&self, reads: &Reads) -> minijinja::Value {
         use minijinja::Value as V;
-        const FROM_EVENT: [&str; 7] = ["order", "shipment", "checkout", "review", "email", "properties", "event"];
-        let mut vars: Vec<(&'static str, V)> = Vec::with_capacity(12);
-        if FROM_EVENT.iter().any(|name| wanted(name)) {
+        const FROM_EVENT: [Var; 7] = [Var::Order, Var::Shipment, Var::Checkout, Var::Review, Var::Email, Var::Properties, Var::Event];
+        let mut vars: Vec<(&'static str, V)> = Vec::with_capacity(4);
+        if FROM_EVENT.iter().any(|var| reads.var(*var)) {
             let event = V::from_serialize(self.event);
-            for name in FROM_EVENT.into_iter().filter(|name| wanted(name)) {
-                let value = if name == "event" { event.clone() } else { event.get_attr(name).unwrap_or(V::UNDEFINED) };
-                vars.push((name, value));
+            for var in FROM_EVENT.into_iter().filter(|var| reads.var(*var)) {
+                let value = if var == Var::Event { event.clone() } else { event.get_attr(var.name()).unwrap_or(V::UNDEFINED) };
+                vars.push((var.name(), value));
             }
         }
         let order = self.event.order.as_ref();
         let currency = || order.and_then(|o| o.currency.as_ref()).map(|c| c.to_string());
-        if wanted("item") {
+        if reads.var(Var::Item) {
             vars.push(("item", self.item.map(V::from_serialize).into()));
         }
-        if wanted("order_total") {
+        if reads.var(Var::OrderTotal) {
             vars.push(("order_total", order.and_then(|o| o.total).and_then(|t| t.0.to_string().parse::<f64>().ok()).into()));
         }
-        if wanted("vip_threshold") {
+        if reads.var(Var::VipThreshold) {
             let threshold = currency().as_ref().and_then(|c| self.store.vip_thresholds.get(c)).and_then(|t| t.to_string().parse::<f64>().ok());
             vars.push(("vip_threshold", threshold.into()));
         }
-        if wanted("customer") {
-            vars.push(("customer", self.customer(wanted_attr)));
+        if reads.var(Var::Customer) {
+            vars.push(("customer", self.customer(reads)));
         }
-        if wanted("enrollment") {
+        if reads.var(Var::Enrollment) {
             let enrollment = self.enrollment.map(|e| minijinja::context! {
                 key => e.key, variant => e.variant, opened => V::from_serialize(&e.opened), clicked => V::from_serialize(&e.clicked),
             });
@@ -115,92 +114,52 @@ impl Scope<'_> {
         V::from_iter(vars)
     }
 
-    /// `customer`, with the attributes `wanted` names (most expressions read one or two, and
+    /// `customer`, with the attributes `reads` names (most expressions read one or two, and
     /// the maps and dates are the costly ones).
-    fn customer(&self, wanted: impl Fn(&str) -> bool) -> minijinja::Value {
+    fn customer(&self, reads: &Reads) -> minijinja::Value {
         use minijinja::Value as V;
+        use CustomerAttr as A;
         let p = self.profile;
         let days_since = |at: DateTime<Utc>| (self.now - at).num_days();
-        let mut attrs: Vec<(&'static str, V)> = Vec::with_capacity(16);
-        let mut add = |name: &'static str, value: &dyn Fn() -> V| {
-            if wanted(name) {
-                attrs.push((name, value()));
-            }
-        };
-        add("id", &|| p.id.as_str().into());
-        add("email", &|| p.email.as_ref().map(|e| e.as_str()).into());
-        add("first_name", &|| p.first_name.as_deref().into());
-        add("last_name", &|| p.last_name.as_deref().into());
-        add("locale", &|| p.locale.as_ref().map(|l| l.as_str()).into());
-        add("has_account", &|| p.has_account.into());
-        add("marketing_consent", &|| p.marketing_consent.into());
-        add("orders_count", &|| p.orders_count.into());
-        add("total_spent", &|| V::from_serialize(&p.total_spent));
-        add("purchased_skus", &|| V::from_serialize(p.purchased_skus()));
-        add("sku_order_counts", &|| V::from_serialize(&p.sku_order_counts));
-        add("birthday", &|| p.birthday.map(|d| d.to_string()).into());
-        add("first_order_date", &|| p.first_order_at.map(|t| self.local_date(t).to_string()).into());
-        add("first_order_id", &|| p.first_order_id.as_deref().into());
-        add("days_since_last_order", &|| p.last_order_at.map(days_since).into());
-        add("opens_30d", &|| {
-            let since_30d = self.now - Duration::days(30);
-            p.opens.iter().filter(|t| **t > since_30d && **t <= self.now).count().into()
-        });
-        add("days_since_sent", &|| {
-            V::from_serialize(p.last_sent.iter().map(|(flow, at)| (flow.clone(), days_since(*at))).collect::<std::collections::BTreeMap<_, _>>())
-        });
+        let mut attrs: Vec<(&'static str, V)> = Vec::with_capacity(4);
+        for attr in CustomerAttr::ALL.into_iter().filter(|a| reads.customer_attr(*a)) {
+            let value = match attr {
+                A::Id => p.id.as_str().into(),
+                A::Email => p.email.as_ref().map(|e| e.as_str()).into(),
+                A::FirstName => p.first_name.as_deref().into(),
+                A::LastName => p.last_name.as_deref().into(),
+                A::Locale => p.locale.as_ref().map(|l| l.as_str()).into(),
+                A::HasAccount => p.has_account.into(),
+                A::MarketingConsent => p.marketing_consent.into(),
+                A::OrdersCount => p.orders_count.into(),
+                A::TotalSpent => V::from_serialize(&p.total_spent),
+                A::PurchasedSkus => V::from_serialize(p.purchased_skus()),
+                A::SkuOrderCounts => V::from_serialize(&p.sku_order_counts),
+                A::Birthday => p.birthday.map(|d| d.to_string()).into(),
+                A::FirstOrderDate => p.first_order_at.map(|t| self.local_date(t).to_string()).into(),
+                A::FirstOrderId => p.first_order_id.as_deref().into(),
+                A::DaysSinceLastOrder => p.last_order_at.map(days_since).into(),
+                A::Opens30d => {
+                    let since_30d = self.now - Duration::days(30);
+                    p.opens.iter().filter(|t| **t > since_30d && **t <= self.now).count().into()
+                }
+                // Only the flows read by name, when that is how the map is read.
+                A::DaysSinceSent => match reads.days_since_sent() {
+                    Some(flows) => V::from_iter(flows.iter().filter_map(|flow| p.last_sent.get(flow.as_str()).map(|at| (flow.as_str(), days_since(*at))))),
+                    None => V::from_iter(p.last_sent.iter().map(|(flow, at)| (flow.as_str(), days_since(*at)))),
+                },
+            };
+            attrs.push((attr.name(), value));
+        }
         V::from_iter(attrs)
     }
 }
 
-/// A compiled expression and the variables it reads: top-level names, and which attributes
-/// of `customer` (`None`: all of them, for `customer` read whole or by a computed key).
-struct Compiled {
-    expression: minijinja::Expression<'static, 'static>,
-    reads: std::collections::HashSet<String>,
-    customer_attrs: Option<std::collections::HashSet<String>>,
+pub fn evaluate_value(expression: &Expression, scope: &Scope<'_>) -> Result<minijinja::Value, String> {
+    expression.eval(scope.variables(expression.reads()))
 }
 
-impl Compiled {
-    fn new(expression: minijinja::Expression<'static, 'static>) -> Compiled {
-        // Dotted paths, as deep as written: `customer.total_spent.JPY`, or a bare `customer`.
-        let paths = expression.undeclared_variables(true);
-        let customer_attrs = (!paths.contains("customer"))
-            .then(|| paths.iter().filter_map(|path| path.strip_prefix("customer.")).map(|rest| rest.split('.').next().unwrap_or(rest).to_owned()).collect());
-        Compiled { reads: expression.undeclared_variables(false), customer_attrs, expression }
-    }
-
-    fn reads_customer_attr(&self, attr: &str) -> bool {
-        self.customer_attrs.as_ref().is_none_or(|attrs| attrs.contains(attr))
-    }
-}
-
-/// One environment for all flow expressions, and each expression compiled once per process
-/// (flows are few and fixed; compiling on every evaluation dominated the simulator's time).
-fn compiled(expression: &str) -> Result<std::sync::Arc<Compiled>, String> {
-    use std::collections::HashMap;
-    use std::sync::{Arc, LazyLock, RwLock};
-    static ENV: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
-        env
-    });
-    static CACHE: LazyLock<RwLock<HashMap<String, Arc<Compiled>>>> = LazyLock::new(Default::default);
-    if let Some(hit) = CACHE.read().unwrap_or_else(|p| p.into_inner()).get(expression) {
-        return Ok(hit.clone());
-    }
-    let compiled = ENV.compile_expression_owned(expression.to_owned()).map_err(|e| e.to_string())?;
-    let fresh = Arc::new(Compiled::new(compiled));
-    CACHE.write().unwrap_or_else(|p| p.into_inner()).insert(expression.to_owned(), fresh.clone());
-    Ok(fresh)
-}
-
-pub fn evaluate_value(expression: &str, scope: &Scope<'_>) -> Result<minijinja::Value, String> {
-    let compiled = compiled(expression)?;
-    compiled.expression.eval(scope.variables(|name| compiled.reads.contains(name), |attr| compiled.reads_customer_attr(attr))).map_err(|e| e.to_string())
-}
-
-pub fn evaluate(expression: &str, scope: &Scope<'_>) -> Result<bool, String> {
+pub fn evaluate(expression: &Expression, scope: &Scope<'_>) -> Result<bool, String> {
     evaluate_value(expression, scope).map(|v| v.is_true())
 }
 
@@ -220,6 +179,7 @@ mod tests {
         state.profile.orders_count = 2;
         state.profile.total_spent.insert("JPY".into(), rust_decimal::Decimal::new(8600, 0));
         state.profile.last_sent.insert("win_back".into(), at("2026-11-01T00:00:00Z"));
+        state.profile.last_sent.insert("welcome".into(), at("2026-10-01T00:00:00Z"));
         let event = Event::parse(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
         let item = serde_json::json!({"sku": "BEAN-1", "quantity": 1});
         let scope = Scope { profile: &state.profile, event: &event, item: Some(&item), enrollment: None, store: &flows.store, now: at("2026-11-21T00:00:00Z") };
@@ -233,17 +193,20 @@ mod tests {
             "(customer.total_spent.JPY or 0) > 100 and customer.first_order_date",
             "customer | length",
             "customer.purchased_skus | select('in', customer[ 'sku_order_counts' ]) | list",
+            "[customer.days_since_sent.win_back, customer.days_since_sent.anniversary | default(9999, true)]",
+            "customer.days_since_sent | dictsort",
+            "customer.days_since_sent | length",
+            "customer.days_since_sent['welcome'] + customer.days_since_sent.win_back",
         ];
-        for expression in expressions {
-            let compiled = compiled(expression).unwrap();
-            let everything = compiled.expression.eval(scope.variables(|_| true, |_| true)).unwrap();
-            let only_read = evaluate_value(expression, &scope).unwrap();
-            assert_eq!(only_read.to_string(), everything.to_string(), "{expression}");
-            assert!(!everything.is_undefined(), "{expression}");
+        for source in expressions {
+            let expression = Expression::parse(source).unwrap();
+            let everything = expression.eval(scope.variables(&Reads::everything())).unwrap();
+            let only_read = evaluate_value(&expression, &scope).unwrap();
+            assert_eq!(only_read.to_string(), everything.to_string(), "{source}");
+            assert!(!everything.is_undefined(), "{source}");
         }
-        let narrow = compiled("customer.orders_count > 1 and customer.total_spent.JPY > 100").unwrap();
-        assert!(narrow.reads_customer_attr("orders_count") && narrow.reads_customer_attr("total_spent") && !narrow.reads_customer_attr("email"));
-        assert!(compiled("customer['email']").unwrap().reads_customer_attr("email"), "a subscript reads the whole customer");
+        let evaluate_value = |source: &str, scope: &Scope<'_>| evaluate_value(&Expression::parse(source).unwrap(), scope);
+        let evaluate = |source: &str, scope: &Scope<'_>| evaluate(&Expression::parse(source).unwrap(), scope);
         assert_eq!(evaluate_value("(customer.total_spent.JPY or 0) > 100 and customer.days_since_sent.win_back", &scope).unwrap().to_string(), "20");
         assert_eq!(evaluate_value("customer.orders_count + (order.items | length)", &scope).unwrap().to_string(), "5", "2 orders + 3 items");
         assert!(evaluate("order.id == customer.first_order_id", &scope).unwrap());

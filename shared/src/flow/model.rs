@@ -7,6 +7,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::duration::parse_duration;
+use super::expression::Expression;
 use super::FlowError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +52,9 @@ pub enum Trigger {
     Event {
         event: String,
         /// A minijinja expression; the flow starts only when true.
-        filter: Option<String>,
+        filter: Option<Expression>,
         /// An expression giving a list: one enrollment per element, seen as `item`.
-        for_each: Option<String>,
+        for_each: Option<Expression>,
     },
     /// Starts (and restarts when the date changes) as soon as the customer has the date.
     CustomerDate(CustomerDate),
@@ -83,13 +84,13 @@ pub struct ExitRule {
 pub enum WaitLength {
     Fixed(Duration),
     /// An expression giving a number of days (`item.replenish_after_days - 5`).
-    Days(String),
+    Days(Expression),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateChoice {
     pub template: String,
-    pub when: Option<String>,
+    pub when: Option<Expression>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +113,7 @@ pub struct Recommend {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    pub when: Option<String>,
+    pub when: Option<Expression>,
     pub goto: String,
 }
 
@@ -128,14 +129,14 @@ pub enum StepKind {
     Wait(WaitLength),
     /// A local time on a day relative to a date expression; `otherwise` from the anchor when
     /// that instant is past or the date is missing.
-    WaitUntilDate { date: String, offset_days: i64, at: NaiveTime, otherwise: Duration },
+    WaitUntilDate { date: Expression, offset_days: i64, at: NaiveTime, otherwise: Duration },
     /// The next yearly occurrence of a date expression's month and day, at a local time;
     /// the first one no earlier than `from_years` after the date itself.
-    WaitYearly { date: String, at: NaiveTime, from_years: i32 },
+    WaitYearly { date: Expression, at: NaiveTime, from_years: i32 },
     /// Wait for an event (optionally of the same order) until a timeout; go on at `matched`
     /// or `timed_out` (default: the next step).
     WaitFor { event: String, same_order: bool, timeout: Duration, matched: Option<String>, timed_out: Option<String> },
-    Send { choices: Vec<TemplateChoice>, when: Option<String>, recommend: Option<Recommend> },
+    Send { choices: Vec<TemplateChoice>, when: Option<Expression>, recommend: Option<Recommend> },
     Branch(Vec<Route>),
     Split(Vec<Variant>),
     Goto(String),
@@ -424,10 +425,6 @@ pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-pub(crate) fn check_expression(source: &str) -> Result<(), String> {
-    let env = minijinja::Environment::new();
-    env.compile_expression(source).map(|_| ()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))
-}
 
 fn time_of_day(raw: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(raw, "%H:%M").map_err(|_| format!("{raw:?} is not a time of day (HH:MM)"))
@@ -516,12 +513,8 @@ fn parse_trigger(raw: RawTrigger) -> Result<Trigger, String> {
             if !is_identifier(&event) {
                 return Err(format!("trigger.event {event:?} is not an event type"));
             }
-            for (name, expr) in [("filter", &raw.filter), ("for_each", &raw.for_each)] {
-                if let Some(expr) = expr {
-                    check_expression(expr).map_err(|e| format!("trigger.{name}: {e}"))?;
-                }
-            }
-            Ok(Trigger::Event { event, filter: raw.filter, for_each: raw.for_each })
+            let compile = |name: &str, expr: Option<String>| expr.map(|e| Expression::parse(&e).map_err(|why| format!("trigger.{name}: {why}"))).transpose();
+            Ok(Trigger::Event { event, filter: compile("filter", raw.filter)?, for_each: compile("for_each", raw.for_each)? })
         }
         (None, Some(date)) => {
             if raw.filter.is_some() || raw.for_each.is_some() {
@@ -551,22 +544,19 @@ fn parse_step(step: RawStep) -> Result<StepKind, String> {
     if let Some(wait) = step.wait {
         return Ok(StepKind::Wait(match wait {
             RawWait::Duration(d) => WaitLength::Fixed(parse_duration(&d).map_err(|e| format!("wait: {e}"))?),
-            RawWait::Days { days } => {
-                check_expression(&days).map_err(|e| format!("wait.days: {e}"))?;
-                WaitLength::Days(days)
-            }
+            RawWait::Days { days } => WaitLength::Days(Expression::parse(&days).map_err(|e| format!("wait.days: {e}"))?),
         }));
     }
     if let Some(until) = step.wait_until {
         let at = time_of_day(&until.at).map_err(|e| format!("wait_until.at: {e}"))?;
         return match (until.date, until.yearly) {
             (Some(date), None) => {
-                check_expression(&date).map_err(|e| format!("wait_until.date: {e}"))?;
+                let date = Expression::parse(&date).map_err(|e| format!("wait_until.date: {e}"))?;
                 let otherwise = parse_duration(until.otherwise.as_deref().unwrap_or("0s")).map_err(|e| format!("wait_until.otherwise: {e}"))?;
                 Ok(StepKind::WaitUntilDate { date, offset_days: until.offset_days, at, otherwise })
             }
             (None, Some(date)) => {
-                check_expression(&date).map_err(|e| format!("wait_until.yearly: {e}"))?;
+                let date = Expression::parse(&date).map_err(|e| format!("wait_until.yearly: {e}"))?;
                 Ok(StepKind::WaitYearly { date, at, from_years: until.from_years })
             }
             _ => Err("wait_until needs exactly one of date or yearly".into()),
@@ -587,19 +577,18 @@ fn parse_step(step: RawStep) -> Result<StepKind, String> {
     if let Some(send) = step.send {
         let choices = match send {
             RawSend::One(template) => vec![TemplateChoice { template, when: None }],
-            RawSend::Choices(choices) => choices.into_iter().map(|c| TemplateChoice { template: c.template, when: c.when }).collect(),
+            RawSend::Choices(choices) => choices
+                .into_iter()
+                .map(|c| {
+                    let when = c.when.map(|w| Expression::parse(&w).map_err(|e| format!("send {}: when: {e}", c.template))).transpose()?;
+                    Ok(TemplateChoice { template: c.template, when })
+                })
+                .collect::<Result<_, String>>()?,
         };
         if choices.is_empty() {
             return Err("send: list at least one template".into());
         }
-        for choice in &choices {
-            if let Some(when) = &choice.when {
-                check_expression(when).map_err(|e| format!("send {}: when: {e}", choice.template))?;
-            }
-        }
-        if let Some(when) = &step.when {
-            check_expression(when).map_err(|e| format!("when: {e}"))?;
-        }
+        let when = step.when.map(|w| Expression::parse(&w).map_err(|e| format!("when: {e}"))).transpose()?;
         let recommend = step
             .recommend
             .map(|r| {
@@ -619,18 +608,17 @@ fn parse_step(step: RawStep) -> Result<StepKind, String> {
                 Ok(Recommend { from, count: r.count, required: r.required })
             })
             .transpose()?;
-        return Ok(StepKind::Send { choices, when: step.when, recommend });
+        return Ok(StepKind::Send { choices, when, recommend });
     }
     if let Some(routes) = step.branch {
         if routes.is_empty() {
             return Err("branch: list at least one route".into());
         }
-        for route in &routes {
-            if let Some(when) = &route.when {
-                check_expression(when).map_err(|e| format!("branch: when: {e}"))?;
-            }
-        }
-        return Ok(StepKind::Branch(routes.into_iter().map(|r| Route { when: r.when, goto: r.goto }).collect()));
+        let routes = routes
+            .into_iter()
+            .map(|r| Ok(Route { when: r.when.map(|w| Expression::parse(&w).map_err(|e| format!("branch: when: {e}"))).transpose()?, goto: r.goto }))
+            .collect::<Result<_, String>>()?;
+        return Ok(StepKind::Branch(routes));
     }
     if let Some(variants) = step.split {
         if variants.len() < 2 || variants.iter().all(|v| v.weight == 0) {

@@ -1,0 +1,278 @@
+//! Flow expressions (`trigger.filter`, `when`, `wait.days`, …): compiled once, when the flow
+//! is loaded, together with the list of variables each one reads, so that evaluating one
+//! builds only those (the engine's `Scope::variables`) and looks nothing up by its text.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+/// The variables a flow expression can read (flows/README.md), in a fixed order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Var {
+    Order,
+    Shipment,
+    Checkout,
+    Review,
+    Email,
+    Properties,
+    Event,
+    Item,
+    OrderTotal,
+    VipThreshold,
+    Customer,
+    Enrollment,
+}
+
+impl Var {
+    pub const ALL: [Var; 12] = [
+        Var::Order,
+        Var::Shipment,
+        Var::Checkout,
+        Var::Review,
+        Var::Email,
+        Var::Properties,
+        Var::Event,
+        Var::Item,
+        Var::OrderTotal,
+        Var::VipThreshold,
+        Var::Customer,
+        Var::Enrollment,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Var::Order => "order",
+            Var::Shipment => "shipment",
+            Var::Checkout => "checkout",
+            Var::Review => "review",
+            Var::Email => "email",
+            Var::Properties => "properties",
+            Var::Event => "event",
+            Var::Item => "item",
+            Var::OrderTotal => "order_total",
+            Var::VipThreshold => "vip_threshold",
+            Var::Customer => "customer",
+            Var::Enrollment => "enrollment",
+        }
+    }
+}
+
+/// The attributes of `customer`, in a fixed order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerAttr {
+    Id,
+    Email,
+    FirstName,
+    LastName,
+    Locale,
+    HasAccount,
+    MarketingConsent,
+    OrdersCount,
+    TotalSpent,
+    PurchasedSkus,
+    SkuOrderCounts,
+    Birthday,
+    FirstOrderDate,
+    FirstOrderId,
+    DaysSinceLastOrder,
+    Opens30d,
+    DaysSinceSent,
+}
+
+impl CustomerAttr {
+    pub const ALL: [CustomerAttr; 17] = [
+        CustomerAttr::Id,
+        CustomerAttr::Email,
+        CustomerAttr::FirstName,
+        CustomerAttr::LastName,
+        CustomerAttr::Locale,
+        CustomerAttr::HasAccount,
+        CustomerAttr::MarketingConsent,
+        CustomerAttr::OrdersCount,
+        CustomerAttr::TotalSpent,
+        CustomerAttr::PurchasedSkus,
+        CustomerAttr::SkuOrderCounts,
+        CustomerAttr::Birthday,
+        CustomerAttr::FirstOrderDate,
+        CustomerAttr::FirstOrderId,
+        CustomerAttr::DaysSinceLastOrder,
+        CustomerAttr::Opens30d,
+        CustomerAttr::DaysSinceSent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CustomerAttr::Id => "id",
+            CustomerAttr::Email => "email",
+            CustomerAttr::FirstName => "first_name",
+            CustomerAttr::LastName => "last_name",
+            CustomerAttr::Locale => "locale",
+            CustomerAttr::HasAccount => "has_account",
+            CustomerAttr::MarketingConsent => "marketing_consent",
+            CustomerAttr::OrdersCount => "orders_count",
+            CustomerAttr::TotalSpent => "total_spent",
+            CustomerAttr::PurchasedSkus => "purchased_skus",
+            CustomerAttr::SkuOrderCounts => "sku_order_counts",
+            CustomerAttr::Birthday => "birthday",
+            CustomerAttr::FirstOrderDate => "first_order_date",
+            CustomerAttr::FirstOrderId => "first_order_id",
+            CustomerAttr::DaysSinceLastOrder => "days_since_last_order",
+            CustomerAttr::Opens30d => "opens_30d",
+            CustomerAttr::DaysSinceSent => "days_since_sent",
+        }
+    }
+}
+
+/// What an expression reads: which variables, which attributes of `customer`, and which
+/// flows of `customer.days_since_sent` (`None`: the whole map).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reads {
+    vars: u16,
+    customer: u32,
+    days_since_sent: Option<Arc<[String]>>,
+}
+
+impl Reads {
+    /// Everything: what a template or a test that wants every variable sees.
+    pub fn everything() -> Reads {
+        Reads { vars: u16::MAX, customer: u32::MAX, days_since_sent: None }
+    }
+
+    /// From minijinja's undeclared variables: `top` as names, `paths` as dotted paths as
+    /// deep as written (`customer.total_spent.JPY`; a bare `customer` when read whole or by
+    /// a computed key).
+    fn of(top: &BTreeSet<&str>, paths: &BTreeSet<&str>) -> Reads {
+        let vars = Var::ALL.iter().enumerate().filter(|(_, v)| top.contains(v.name())).fold(0u16, |bits, (i, _)| bits | 1 << i);
+        // The keys read below a map; `None` when it is read whole (bare, by a computed key,
+        // or through one of its methods: `customer.items()` is the path `customer.items`).
+        let keys_of = |map: &str| -> Option<BTreeSet<&str>> {
+            if paths.contains(map) {
+                return None;
+            }
+            let keys: BTreeSet<&str> = paths
+                .iter()
+                .filter_map(|p| p.strip_prefix(map).and_then(|rest| rest.strip_prefix('.')))
+                .map(|rest| rest.split('.').next().unwrap_or(rest))
+                .collect();
+            (!keys.iter().any(|k| MAP_METHODS.contains(k))).then_some(keys)
+        };
+        let customer = match keys_of("customer") {
+            None => u32::MAX,
+            Some(attrs) => CustomerAttr::ALL.iter().enumerate().filter(|(_, a)| attrs.contains(a.name())).fold(0u32, |bits, (i, _)| bits | 1 << i),
+        };
+        let days_since_sent = keys_of("customer")
+            .and(keys_of("customer.days_since_sent"))
+            .map(|flows| flows.into_iter().map(str::to_owned).collect::<Arc<[String]>>());
+        Reads { vars, customer, days_since_sent }
+    }
+
+    pub fn var(&self, var: Var) -> bool {
+        self.vars & (1 << var as u16) != 0
+    }
+
+    pub fn customer_attr(&self, attr: CustomerAttr) -> bool {
+        self.customer & (1 << attr as u32) != 0
+    }
+
+    /// The flows whose `days_since_sent` entry is read, or `None` for the whole map.
+    pub fn days_since_sent(&self) -> Option<&[String]> {
+        self.days_since_sent.as_deref()
+    }
+}
+
+/// What a map answers as a method (`customer.days_since_sent.items()`): reading one of them
+/// reads the whole map.
+const MAP_METHODS: [&str; 4] = ["items", "keys", "values", "get"];
+
+/// The one environment flow expressions compile in: unknown names are undefined, not errors.
+static ENVIRONMENT: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+    env
+});
+
+/// A flow expression, compiled. Equal when the source is.
+#[derive(Clone)]
+pub struct Expression {
+    source: Arc<str>,
+    compiled: Arc<minijinja::Expression<'static, 'static>>,
+    reads: Reads,
+}
+
+impl Expression {
+    pub fn parse(source: &str) -> Result<Expression, String> {
+        let compiled = ENVIRONMENT.compile_expression_owned(source.to_owned()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))?;
+        let reads = Reads::of(&compiled.undeclared_variables(false).iter().map(String::as_str).collect(), &compiled.undeclared_variables(true).iter().map(String::as_str).collect());
+        Ok(Expression { source: source.into(), compiled: Arc::new(compiled), reads })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn reads(&self) -> &Reads {
+        &self.reads
+    }
+
+    /// Evaluates against a context of the variables it reads.
+    pub fn eval(&self, context: minijinja::Value) -> Result<minijinja::Value, String> {
+        self.compiled.eval(context).map_err(|e| e.to_string())
+    }
+}
+
+impl PartialEq for Expression {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl fmt::Debug for Expression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.source, f)
+    }
+}
+
+impl fmt::Display for Expression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expression_knows_what_it_reads() {
+        let e = Expression::parse("customer.opens_30d >= 3 and (customer.days_since_sent.engagement_coupon | default(9999, true)) >= 90 and order.id").unwrap();
+        let reads = e.reads();
+        assert!(reads.var(Var::Customer) && reads.var(Var::Order) && !reads.var(Var::Item) && !reads.var(Var::Event));
+        assert!(reads.customer_attr(CustomerAttr::Opens30d) && reads.customer_attr(CustomerAttr::DaysSinceSent));
+        assert!(!reads.customer_attr(CustomerAttr::Email) && !reads.customer_attr(CustomerAttr::OrdersCount));
+        assert_eq!(reads.days_since_sent(), Some(&["engagement_coupon".to_owned()][..]));
+
+        let whole = Expression::parse("customer['email'] and customer.days_since_sent.win_back").unwrap();
+        assert!(whole.reads().customer_attr(CustomerAttr::Email) && whole.reads().customer_attr(CustomerAttr::Birthday), "a subscript reads all of customer");
+        assert_eq!(whole.reads().days_since_sent(), None);
+        let map = Expression::parse("customer.days_since_sent | length").unwrap();
+        assert_eq!(map.reads().days_since_sent(), None, "the map read whole");
+        let keyed = Expression::parse("customer.days_since_sent['win_back'] and customer.days_since_sent.welcome").unwrap();
+        assert_eq!(keyed.reads().days_since_sent(), None, "a subscript reads the whole map");
+        let method = Expression::parse("customer.days_since_sent.items() | list").unwrap();
+        assert_eq!(method.reads().days_since_sent(), None, "a method reads the whole map");
+        assert!(Expression::parse("customer.items() | list").unwrap().reads().customer_attr(CustomerAttr::Email));
+    }
+
+    #[test]
+    fn a_bad_expression_is_named() {
+        let error = Expression::parse("customer.orders_count >").err().unwrap();
+        assert!(error.starts_with("\"customer.orders_count >\" is not a valid expression"), "{error}");
+    }
+
+    #[test]
+    fn equal_when_the_source_is() {
+        assert_eq!(Expression::parse("a == 1").unwrap(), Expression::parse("a == 1").unwrap());
+        assert_ne!(Expression::parse("a == 1").unwrap(), Expression::parse("a == 2").unwrap());
+        assert_eq!(format!("{:?}", Expression::parse("a == 1").unwrap()), "\"a == 1\"");
+    }
+}
