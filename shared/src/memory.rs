@@ -1,6 +1,6 @@
 //! In-memory adapters: the twins of the real ones, for tests and the simulator.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,7 +19,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 struct CustomerRecord {
     state: Option<Versioned<CustomerState>>,
-    seen: BTreeSet<String>,
+    /// Event ids already applied (hashed: a long-lived customer has many).
+    seen: HashSet<String>,
     timeline: Vec<TimelineEntry>,
 }
 

@@ -17,13 +17,15 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use crate::domain::Name;
+
 /// Which email a counter belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct EmailKey {
-    pub flow: String,
-    pub step: String,
-    pub template: String,
-    pub variant: Option<String>,
+    pub flow: Name,
+    pub step: Name,
+    pub template: Name,
+    pub variant: Option<Name>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -61,7 +63,7 @@ impl StatScope {
             flow: flow.into(),
             step: step.into(),
             template: template.into(),
-            variant: (!variant.is_empty()).then(|| variant.to_owned()),
+            variant: (!variant.is_empty()).then(|| variant.into()),
         }))
     }
 }

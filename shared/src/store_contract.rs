@@ -105,7 +105,7 @@ async fn erase_forgets_the_customer_and_keeps_the_counts(store: &dyn Store, pref
     let kept = customer(prefix, "erase-keep");
     let now = at("2026-11-20T01:00:00Z");
     let day = now.date_naive();
-    let scope = StatScope::Email(EmailKey { flow: format!("{prefix}-flow"), step: "s".into(), template: "t".into(), variant: None });
+    let scope = StatScope::Email(EmailKey { flow: format!("{prefix}-flow").into(), step: "s".into(), template: "t".into(), variant: None });
     for id in [&gone, &kept] {
         let first = event("evt-1", id.as_str());
         let mut state = CustomerState::new(id.clone(), now);

@@ -208,10 +208,10 @@ impl SendRecord {
     /// The counters this email's feedback and conversions add to.
     pub fn stats_key(&self) -> crate::stats::EmailKey {
         crate::stats::EmailKey {
-            flow: self.flow.to_string(),
-            step: self.step_id.to_string(),
-            template: self.template.to_string(),
-            variant: self.variant.as_ref().map(Name::to_string),
+            flow: self.flow.clone(),
+            step: self.step_id.clone(),
+            template: self.template.clone(),
+            variant: self.variant.clone(),
         }
     }
 }

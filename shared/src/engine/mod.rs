@@ -253,10 +253,11 @@ impl<'f> Run<'f> {
                         CustomerDate::FirstOrder => state.profile.first_order_at.map(|t| t.with_timezone(&self.tz(&state.profile)).date_naive()),
                     };
                     let Some(date) = date else { continue };
-                    let value = date.to_string();
-                    let id = format!("{}:customer", flow.id);
-                    match state.enrollments.iter().position(|e| e.id == id) {
-                        Some(i) if state.enrollments[i].trigger_value.as_deref() == Some(value.as_str()) => continue,
+                    // Checked on every event of a customer with the date: compared without
+                    // building the enrollment id or the date's text.
+                    let is_this_flows = |e: &Enrollment| e.id.strip_prefix(flow.id.as_str()).and_then(|rest| rest.strip_prefix(':')) == Some("customer");
+                    match state.enrollments.iter().position(|e| is_this_flows(e)) {
+                        Some(i) if state.enrollments[i].trigger_value.as_deref().and_then(|v| v.parse::<chrono::NaiveDate>().ok()) == Some(date) => continue,
                         // The date changed: follow it.
                         Some(i) => {
                             let old = state.enrollments.remove(i);
@@ -267,7 +268,7 @@ impl<'f> Run<'f> {
                         }
                         None => {}
                     }
-                    self.start(state, flow, event, "customer".into(), None, Some(value));
+                    self.start(state, flow, event, "customer".into(), None, Some(date.to_string()));
                 }
                 Trigger::Event { .. } => {}
             }

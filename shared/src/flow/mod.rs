@@ -40,6 +40,7 @@ pub type TemplateSources = BTreeMap<String, BTreeMap<String, String>>;
 /// Everything in a `flows/` folder.
 #[derive(Debug, Clone)]
 pub struct FlowSet {
+    /// Sorted by id (`flow` looks them up by binary search).
     pub flows: Vec<Flow>,
     pub store: StorePolicy,
     pub templates: TemplateSources,
@@ -136,8 +137,9 @@ impl FlowSet {
         }
     }
 
+    /// Looked up on every event for each enrollment; `flows` is sorted by id when built.
     pub fn flow(&self, id: &str) -> Option<&Flow> {
-        self.flows.iter().find(|f| f.id == id)
+        self.flows.binary_search_by(|f| f.id.as_str().cmp(id)).ok().map(|i| &self.flows[i])
     }
 }
 

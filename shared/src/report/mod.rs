@@ -133,9 +133,9 @@ impl FunnelRow {
     fn new(flow: &str, key: Option<&EmailKey>, category: &str, funnel: Funnel, currency: &str) -> Self {
         FunnelRow {
             flow: flow.to_owned(),
-            step: key.map(|k| k.step.clone()),
-            template: key.map(|k| k.template.clone()),
-            variant: key.and_then(|k| k.variant.clone()),
+            step: key.map(|k| k.step.to_string()),
+            template: key.map(|k| k.template.to_string()),
+            variant: key.and_then(|k| k.variant.as_ref().map(ToString::to_string)),
             category: category.to_owned(),
             delivery_rate: funnel.delivery_rate(),
             open_rate: funnel.open_rate(),

@@ -199,7 +199,7 @@ fn two_proportion_test_matches_a_textbook_value() {
 
 fn email_rows(flow: &str, variant: &str, sent: i64, delivered: i64, clicked: i64, converted: i64) -> Vec<StatCount> {
     let day = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
-    let scope = StatScope::Email(EmailKey { flow: flow.into(), step: "send".into(), template: format!("t_{variant}"), variant: Some(variant.into()) });
+    let scope = StatScope::Email(EmailKey { flow: flow.into(), step: "send".into(), template: format!("t_{variant}").into(), variant: Some(variant.into()) });
     [(Metric::Sent, sent), (Metric::Delivered, delivered), (Metric::Clicked, clicked), (Metric::Converted, converted)]
         .into_iter()
         .map(|(m, v)| StatCount::new(day, scope.clone(), m, v))
