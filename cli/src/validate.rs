@@ -23,7 +23,7 @@ pub fn run(dir: &Path) -> ExitCode {
     let templates: usize = flows.templates.values().map(|t| t.keys().filter(|n| !n.starts_with('_')).count()).sum();
     println!(
         "ok: {} flows, {} templates in {} locales ({})",
-        flows.flows.len(),
+        flows.flows().len(),
         templates,
         flows.templates.len(),
         flows.templates.keys().cloned().collect::<Vec<_>>().join(", ")

@@ -199,9 +199,15 @@ impl<'f> Run<'f> {
         let mut line = TimelineEntry::for_event(event, self.now);
         line.reason = self.measure_event(state, event, &before);
         self.timeline.push(line);
-        self.apply_exits(state, event);
-        self.resume_waiting(state, event);
-        for flow in &self.flows.flows {
+        let flows: &'f FlowSet = self.flows;
+        let listeners = flows.listeners(event.event_type.as_str());
+        if listeners.exits {
+            self.apply_exits(state, event);
+        }
+        if listeners.resumes {
+            self.resume_waiting(state, event);
+        }
+        for flow in listeners.starts.iter().map(|&i| &flows.flows()[i]) {
             match &flow.trigger {
                 Trigger::Event { event: wanted, filter, for_each } if wanted == event.event_type.as_str() => {
                     let items: Vec<Option<serde_json::Value>> = match for_each {

@@ -367,3 +367,18 @@ fn a_split_is_deterministic_per_customer_and_roughly_weighted() {
     let a = counts.get("a").copied().unwrap_or(0);
     assert!((350..=450).contains(&a), "about 80% in variant a: {counts:?}");
 }
+
+/// The engine checks only the flows an event type concerns: the index must name every one.
+#[test]
+fn each_event_type_lists_the_flows_it_can_start_end_or_resume() {
+    let flows = repo_flows();
+    let names = |event_type: &str| flows.listeners(event_type).starts.iter().map(|&i| flows.flows()[i].id.as_str()).collect::<Vec<_>>();
+    assert_eq!(names("email_opened"), ["anniversary", "birthday", "engagement_coupon"], "its trigger and the customer-date flows");
+    assert_eq!(names("order_placed"), ["anniversary", "birthday", "loyalty_reward", "order_confirmation", "replenishment", "thank_you", "win_back"]);
+    assert_eq!(names("a_custom_event"), ["anniversary", "birthday"]);
+    assert!(flows.listeners("order_cancelled").exits && flows.listeners("review_submitted").exits && flows.listeners("order_placed").exits);
+    assert!(!flows.listeners("email_opened").exits && !flows.listeners("email_opened").resumes);
+    let waiting = flows_with(WAIT_FOR_CLICK);
+    assert!(waiting.listeners("email_clicked").resumes && !waiting.listeners("email_opened").resumes);
+    assert!(waiting.listeners("email_clicked").starts.is_empty(), "no customer-date flow here, and nothing starts on a click");
+}

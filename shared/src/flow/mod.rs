@@ -16,7 +16,7 @@ pub use model::{
 };
 pub use store_policy::{QuietHours, Sender, StorePolicy};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 /// A problem in one flow file, with the file and, when known, the line.
@@ -41,10 +41,51 @@ pub type TemplateSources = BTreeMap<String, BTreeMap<String, String>>;
 #[derive(Debug, Clone)]
 pub struct FlowSet {
     /// Sorted by id (`flow` looks them up by binary search).
-    pub flows: Vec<Flow>,
+    flows: Vec<Flow>,
     pub store: StorePolicy,
     pub templates: TemplateSources,
     pub catalog: Catalog,
+    /// By event type: the flows each one concerns, so the engine checks only those.
+    listeners: HashMap<String, Listeners>,
+    /// For an event type no flow names: the customer-date flows alone.
+    other_events: Listeners,
+}
+
+/// What one event type can do to a customer's flows, worked out when the flows load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listeners {
+    /// The flows it can start, in flow order, by index into `FlowSet::flows`: those it
+    /// triggers and those that start on a customer date (checked on every event).
+    pub starts: Vec<usize>,
+    /// Some flow ends an enrollment on it (`exit_on`, `goals`).
+    pub exits: bool,
+    /// Some step waits for it (`wait_for`).
+    pub resumes: bool,
+}
+
+impl Listeners {
+    fn of(flows: &[Flow]) -> (HashMap<String, Listeners>, Listeners) {
+        let dated: Vec<usize> = flows.iter().enumerate().filter(|(_, f)| matches!(f.trigger, Trigger::CustomerDate(_))).map(|(i, _)| i).collect();
+        let mut named: BTreeSet<&str> = BTreeSet::new();
+        for flow in flows {
+            named.extend(flow.trigger.event());
+            named.extend(flow.exit_on.iter().map(|rule| rule.event.as_str()));
+            named.extend(flow.steps.iter().filter_map(|step| match &step.kind {
+                StepKind::WaitFor { event, .. } => Some(event.as_str()),
+                _ => None,
+            }));
+        }
+        let listeners = named
+            .into_iter()
+            .map(|event_type| {
+                let starts = flows.iter().enumerate().filter(|(i, f)| f.trigger.event() == Some(event_type) || dated.contains(i)).map(|(i, _)| i).collect();
+                let exits = flows.iter().any(|f| f.exit_on.iter().any(|rule| rule.event == event_type));
+                let resumes = flows.iter().flat_map(|f| &f.steps).any(|step| matches!(&step.kind, StepKind::WaitFor { event, .. } if event == event_type));
+                (event_type.to_owned(), Listeners { starts, exits, resumes })
+            })
+            .collect();
+        (listeners, Listeners { starts: dated, exits: false, resumes: false })
+    }
 }
 
 impl FlowSet {
@@ -131,15 +172,26 @@ impl FlowSet {
             }
         }
         if errors.is_empty() {
-            Ok(FlowSet { flows, store, templates, catalog })
+            let (listeners, other_events) = Listeners::of(&flows);
+            Ok(FlowSet { flows, store, templates, catalog, listeners, other_events })
         } else {
             Err(errors)
         }
     }
 
+    /// The flows, by id.
+    pub fn flows(&self) -> &[Flow] {
+        &self.flows
+    }
+
     /// Looked up on every event for each enrollment; `flows` is sorted by id when built.
     pub fn flow(&self, id: &str) -> Option<&Flow> {
         self.flows.binary_search_by(|f| f.id.as_str().cmp(id)).ok().map(|i| &self.flows[i])
+    }
+
+    /// The flows an event of this type concerns.
+    pub fn listeners(&self, event_type: &str) -> &Listeners {
+        self.listeners.get(event_type).unwrap_or(&self.other_events)
     }
 }
 
@@ -203,8 +255,8 @@ mod bundled_tests {
     fn the_bundled_flows_are_the_ones_on_disk_and_every_template_compiles() {
         let bundled = super::bundled::flow_set().unwrap();
         let on_disk = super::FlowSet::load_dir(&crate::testing::flows_dir()).unwrap();
-        assert_eq!(bundled.flows.len(), on_disk.flows.len());
-        assert_eq!(bundled.flows, on_disk.flows);
+        assert_eq!(bundled.flows().len(), on_disk.flows().len());
+        assert_eq!(bundled.flows(), on_disk.flows());
         assert_eq!(bundled.store, on_disk.store);
         assert_eq!(bundled.catalog, on_disk.catalog);
         assert_eq!(bundled.templates, on_disk.templates);

@@ -9,7 +9,7 @@ use crate::flow::{Category, FlowSet, StepKind};
 
 /// The sample customer: a repeat buyer with a full order, shipment, checkout and review.
 pub fn sample_send(flows: &FlowSet, template: &str, locale: &str, now: DateTime<Utc>) -> Option<SendIntent> {
-    let (flow, step_id) = flows.flows.iter().find_map(|f| {
+    let (flow, step_id) = flows.flows().iter().find_map(|f| {
         f.steps.iter().find_map(|s| match &s.kind {
             StepKind::Send { choices, .. } if choices.iter().any(|c| c.template == template) => Some((f, s.id.clone())),
             _ => None,
@@ -85,7 +85,7 @@ pub fn template_names(flows: &FlowSet) -> Vec<String> {
 }
 
 pub fn is_marketing(flows: &FlowSet, template: &str) -> bool {
-    flows.flows.iter().any(|f| {
+    flows.flows().iter().any(|f| {
         f.category == Category::Marketing
             && f.steps.iter().any(|s| matches!(&s.kind, StepKind::Send { choices, .. } if choices.iter().any(|c| c.template == template)))
     })

@@ -243,7 +243,7 @@ impl Report {
             total.merge(funnel);
         }
         // Flows in the order they are defined, then any no longer defined.
-        let mut order: Vec<&str> = flows.flows.iter().map(|f| f.id.as_str()).filter(|id| per_flow.contains_key(id)).collect();
+        let mut order: Vec<&str> = flows.flows().iter().map(|f| f.id.as_str()).filter(|id| per_flow.contains_key(id)).collect();
         order.extend(per_flow.keys().filter(|id| flows.flow(id).is_none()));
         let flow_rows = order.iter().map(|id| FunnelRow::new(id, None, &category(id), per_flow[id].clone(), &currency)).collect();
         let deliverability = Deliverability {
