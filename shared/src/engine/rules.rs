@@ -111,7 +111,7 @@ impl Scope<'_> {
             });
             vars.push(("enrollment", enrollment.into()));
         }
-        V::from_iter(vars)
+        Fields::value(vars)
     }
 
     /// `customer`, with the attributes `reads` names (most expressions read one or two, and
@@ -151,7 +151,34 @@ impl Scope<'_> {
             };
             attrs.push((attr.name(), value));
         }
-        V::from_iter(attrs)
+        Fields::value(attrs)
+    }
+}
+
+/// A few named values seen as a map, without building one (a map value sorts and stores
+/// its entries on every evaluation): the variables of an expression, and `customer`.
+/// Looked up by a short scan; listed in name order, as a map lists them.
+#[derive(Debug)]
+struct Fields(Vec<(&'static str, minijinja::Value)>);
+
+impl Fields {
+    fn value(mut fields: Vec<(&'static str, minijinja::Value)>) -> minijinja::Value {
+        fields.sort_unstable_by_key(|(name, _)| *name);
+        minijinja::Value::from_object(Fields(fields))
+    }
+}
+
+impl minijinja::value::Object for Fields {
+    fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.get_value_by_str(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &std::sync::Arc<Self>, key: &str) -> Option<minijinja::Value> {
+        self.0.iter().find(|(name, _)| *name == key).map(|(_, value)| value.clone())
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(self.0.iter().map(|(name, _)| minijinja::Value::from(*name)).collect())
     }
 }
 
@@ -197,10 +224,19 @@ mod tests {
             "customer.days_since_sent | dictsort",
             "customer.days_since_sent | length",
             "customer.days_since_sent['welcome'] + customer.days_since_sent.win_back",
+            "customer",
+            "['orders_count' in customer, 'nope' in customer, customer | dictsort | first, customer | list | length, customer.nope is undefined]",
         ];
+        // The oracle: every variable, as plain minijinja maps (not `Fields`).
+        fn plain(value: minijinja::Value) -> minijinja::Value {
+            match value.kind() {
+                minijinja::value::ValueKind::Map => minijinja::Value::from_iter(value.try_iter().unwrap().map(|key| (key.clone(), plain(value.get_item(&key).unwrap())))),
+                _ => value,
+            }
+        }
         for source in expressions {
             let expression = Expression::parse(source).unwrap();
-            let everything = expression.eval(scope.variables(&Reads::everything())).unwrap();
+            let everything = expression.eval(plain(scope.variables(&Reads::everything()))).unwrap();
             let only_read = evaluate_value(&expression, &scope).unwrap();
             assert_eq!(only_read.to_string(), everything.to_string(), "{source}");
             assert!(!everything.is_undefined(), "{source}");
