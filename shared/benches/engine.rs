@@ -38,6 +38,16 @@ fn ingest(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+    // The same without the receipt's body: the ingest is parse + validate + decide +
+    // commit, and rendering has its own bench (`step`); the subject is still rendered.
+    let subjects_only = memory_app(repo_flows(), at("2026-11-20T01:15:00Z")).app.subjects_only();
+    group.bench_function("parse + decide + commit (order_placed, memory ports, receipt subject only)", |b| {
+        b.iter_batched(
+            || fresh(order.clone(), None),
+            |bytes| runtime.block_on(subjects_only.ingest_json(&[serde_json::from_slice::<Value>(&bytes).unwrap()])).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
     // email_opened for known customers (the most frequent event of a live store). Each open
     // stays on its customer's profile for 30 days, so the pool is large enough that a run
     // (~250k iterations) leaves each customer about a dozen: with 1,000 customers they held

@@ -202,7 +202,11 @@ pub struct Expression {
 impl Expression {
     pub fn parse(source: &str) -> Result<Expression, String> {
         let compiled = ENVIRONMENT.compile_expression_owned(source.to_owned()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))?;
-        let reads = Reads::of(&compiled.undeclared_variables(false).iter().map(String::as_str).collect(), &compiled.undeclared_variables(true).iter().map(String::as_str).collect());
+        // One pass (this runs at every cold start): the top-level names are the paths' heads.
+        let paths = compiled.undeclared_variables(true);
+        let paths: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
+        let top: BTreeSet<&str> = paths.iter().map(|p| p.split('.').next().unwrap_or(p)).collect();
+        let reads = Reads::of(&top, &paths);
         Ok(Expression { source: source.into(), compiled: Arc::new(compiled), reads })
     }
 
