@@ -83,12 +83,24 @@ impl Scope<'_> {
         use minijinja::Value as V;
         const FROM_EVENT: [Var; 7] = [Var::Order, Var::Shipment, Var::Checkout, Var::Review, Var::Email, Var::Properties, Var::Event];
         let mut vars: Vec<(&'static str, V)> = Vec::with_capacity(4);
-        if FROM_EVENT.iter().any(|var| reads.var(*var)) {
-            let event = V::from_serialize(self.event);
-            for var in FROM_EVENT.into_iter().filter(|var| reads.var(*var)) {
-                let value = if var == Var::Event { event.clone() } else { event.get_attr(var.name()).unwrap_or(V::UNDEFINED) };
-                vars.push((var.name(), value));
-            }
+        // Each part serialized alone, as it is inside the whole event (an absent one is
+        // left out of the event, so undefined here too).
+        fn part<T: serde::Serialize>(field: &Option<T>) -> V {
+            field.as_ref().map_or(V::UNDEFINED, V::from_serialize)
+        }
+        let event = self.event;
+        for var in FROM_EVENT.into_iter().filter(|var| reads.var(*var)) {
+            let value = match var {
+                Var::Order => part(&event.order),
+                Var::Shipment => part(&event.shipment),
+                Var::Checkout => part(&event.checkout),
+                Var::Review => part(&event.review),
+                Var::Email => part(&event.email),
+                Var::Properties if event.properties.is_empty() => V::UNDEFINED,
+                Var::Properties => V::from_serialize(&event.properties),
+                _ => V::from_serialize(event),
+            };
+            vars.push((var.name(), value));
         }
         let order = self.event.order.as_ref();
         let currency = || order.and_then(|o| o.currency.as_ref()).map(|c| c.to_string());
@@ -225,6 +237,7 @@ mod tests {
             "customer.days_since_sent | length",
             "customer.days_since_sent['welcome'] + customer.days_since_sent.win_back",
             "customer",
+            "[shipment is undefined, review is none, order.items | length, email is defined]",
             "['orders_count' in customer, 'nope' in customer, customer | dictsort | first, customer | list | length, customer.nope is undefined]",
         ];
         // The oracle: every variable, as plain minijinja maps (not `Fields`).
@@ -241,6 +254,14 @@ mod tests {
             assert_eq!(only_read.to_string(), everything.to_string(), "{source}");
             assert!(!everything.is_undefined(), "{source}");
         }
+        // Each part of the event is what the whole event, serialized, has under that name.
+        let whole = minijinja::Value::from_serialize(&event);
+        let everything = scope.variables(&Reads::everything());
+        for name in ["order", "shipment", "checkout", "review", "email", "properties"] {
+            let (alone, inside) = (everything.get_attr(name).unwrap(), whole.get_attr(name).unwrap());
+            assert_eq!((alone.to_string(), alone.is_undefined()), (inside.to_string(), inside.is_undefined()), "{name}");
+        }
+        assert!(!everything.get_attr("order").unwrap().is_undefined() && everything.get_attr("shipment").unwrap().is_undefined());
         let evaluate_value = |source: &str, scope: &Scope<'_>| evaluate_value(&Expression::parse(source).unwrap(), scope);
         let evaluate = |source: &str, scope: &Scope<'_>| evaluate(&Expression::parse(source).unwrap(), scope);
         assert_eq!(evaluate_value("(customer.total_spent.JPY or 0) > 100 and customer.days_since_sent.win_back", &scope).unwrap().to_string(), "20");
