@@ -1,10 +1,11 @@
 //! Flow expressions (`trigger.filter`, `when`, `wait.days`, …): compiled once, when the flow
-//! is loaded, together with the list of variables each one reads, so that evaluating one
-//! builds only those (the engine's `Scope::variables`) and looks nothing up by its text.
+//! is loaded, and the list of variables each one reads worked out on its first evaluation,
+//! so that evaluating one builds only those (the engine's `Scope::variables`) and looks
+//! nothing up by its text.
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 /// The variables a flow expression can read (flows/README.md), in a fixed order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,18 +197,14 @@ static ENVIRONMENT: LazyLock<minijinja::Environment<'static>> = LazyLock::new(||
 pub struct Expression {
     source: Arc<str>,
     compiled: Arc<minijinja::Expression<'static, 'static>>,
-    reads: Reads,
+    /// Worked out on first use: a Lambda's cold start loads every flow but evaluates few.
+    reads: Arc<OnceLock<Reads>>,
 }
 
 impl Expression {
     pub fn parse(source: &str) -> Result<Expression, String> {
         let compiled = ENVIRONMENT.compile_expression_owned(source.to_owned()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))?;
-        // One pass (this runs at every cold start): the top-level names are the paths' heads.
-        let paths = compiled.undeclared_variables(true);
-        let paths: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
-        let top: BTreeSet<&str> = paths.iter().map(|p| p.split('.').next().unwrap_or(p)).collect();
-        let reads = Reads::of(&top, &paths);
-        Ok(Expression { source: source.into(), compiled: Arc::new(compiled), reads })
+        Ok(Expression { source: source.into(), compiled: Arc::new(compiled), reads: Arc::default() })
     }
 
     pub fn source(&self) -> &str {
@@ -215,7 +212,13 @@ impl Expression {
     }
 
     pub fn reads(&self) -> &Reads {
-        &self.reads
+        self.reads.get_or_init(|| {
+            // One pass: the top-level names are the paths' heads.
+            let paths = self.compiled.undeclared_variables(true);
+            let paths: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
+            let top: BTreeSet<&str> = paths.iter().map(|p| p.split('.').next().unwrap_or(p)).collect();
+            Reads::of(&top, &paths)
+        })
     }
 
     /// Evaluates against a context of the variables it reads.
