@@ -195,7 +195,7 @@ impl minijinja::value::Object for Fields {
 }
 
 pub fn evaluate_value(expression: &Expression, scope: &Scope<'_>) -> Result<minijinja::Value, String> {
-    expression.eval(scope.variables(expression.reads()))
+    expression.eval_with(|reads| scope.variables(reads))
 }
 
 pub fn evaluate(expression: &Expression, scope: &Scope<'_>) -> Result<bool, String> {

@@ -1,7 +1,7 @@
-//! Flow expressions (`trigger.filter`, `when`, `wait.days`, …): compiled once, when the flow
-//! is loaded, and the list of variables each one reads worked out on its first evaluation,
-//! so that evaluating one builds only those (the engine's `Scope::variables`) and looks
-//! nothing up by its text.
+//! Flow expressions (`trigger.filter`, `when`, `wait.days`, …): checked when the flow loads,
+//! compiled once on first use together with the list of variables each one reads, so that
+//! evaluating one builds only those (the engine's `Scope::variables`) and looks nothing up
+//! by its text.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -192,38 +192,66 @@ static ENVIRONMENT: LazyLock<minijinja::Environment<'static>> = LazyLock::new(||
     env
 });
 
-/// A flow expression, compiled. Equal when the source is.
+/// A flow expression, checked when the flow loads. Equal when the source is.
 #[derive(Clone)]
 pub struct Expression {
     source: Arc<str>,
-    compiled: Arc<minijinja::Expression<'static, 'static>>,
-    /// Worked out on first use: a Lambda's cold start loads every flow but evaluates few.
-    reads: Arc<OnceLock<Reads>>,
+    /// Compiled, with what it reads, on first use: a Lambda loads every flow at cold start
+    /// but evaluates few of their expressions, and keeping all of them compiled costs it
+    /// about 25 more heap pages to fault in (BENCHMARKS.md).
+    compiled: Arc<OnceLock<Compiled>>,
+}
+
+struct Compiled {
+    expression: minijinja::Expression<'static, 'static>,
+    reads: Reads,
+}
+
+impl Compiled {
+    fn of(source: &str) -> Result<Compiled, String> {
+        let expression = ENVIRONMENT.compile_expression_owned(source.to_owned()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))?;
+        // One pass: the top-level names are the paths' heads.
+        let paths = expression.undeclared_variables(true);
+        let paths: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
+        let top: BTreeSet<&str> = paths.iter().map(|p| p.split('.').next().unwrap_or(p)).collect();
+        let reads = Reads::of(&top, &paths);
+        Ok(Compiled { expression, reads })
+    }
 }
 
 impl Expression {
+    /// Checks the syntax now; compiles for good on first use.
     pub fn parse(source: &str) -> Result<Expression, String> {
-        let compiled = ENVIRONMENT.compile_expression_owned(source.to_owned()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))?;
-        Ok(Expression { source: source.into(), compiled: Arc::new(compiled), reads: Arc::default() })
+        ENVIRONMENT.compile_expression(source).map_err(|e| format!("{source:?} is not a valid expression: {e}"))?;
+        Ok(Expression { source: source.into(), compiled: Arc::default() })
     }
 
     pub fn source(&self) -> &str {
         &self.source
     }
 
-    pub fn reads(&self) -> &Reads {
-        self.reads.get_or_init(|| {
-            // One pass: the top-level names are the paths' heads.
-            let paths = self.compiled.undeclared_variables(true);
-            let paths: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
-            let top: BTreeSet<&str> = paths.iter().map(|p| p.split('.').next().unwrap_or(p)).collect();
-            Reads::of(&top, &paths)
-        })
+    fn compiled(&self) -> Result<&Compiled, String> {
+        if let Some(compiled) = self.compiled.get() {
+            return Ok(compiled);
+        }
+        let fresh = Compiled::of(&self.source)?;
+        Ok(self.compiled.get_or_init(|| fresh))
+    }
+
+    /// What it reads (everything, for an expression that does not compile: parse checked it).
+    pub fn reads(&self) -> Reads {
+        self.compiled().map_or_else(|_| Reads::everything(), |c| c.reads.clone())
+    }
+
+    /// Evaluates against a context built by `context` from what the expression reads.
+    pub fn eval_with(&self, context: impl FnOnce(&Reads) -> minijinja::Value) -> Result<minijinja::Value, String> {
+        let compiled = self.compiled()?;
+        compiled.expression.eval(context(&compiled.reads)).map_err(|e| e.to_string())
     }
 
     /// Evaluates against a context of the variables it reads.
     pub fn eval(&self, context: minijinja::Value) -> Result<minijinja::Value, String> {
-        self.compiled.eval(context).map_err(|e| e.to_string())
+        self.eval_with(|_| context)
     }
 }
 
@@ -252,7 +280,7 @@ mod tests {
     #[test]
     fn an_expression_knows_what_it_reads() {
         let e = Expression::parse("customer.opens_30d >= 3 and (customer.days_since_sent.engagement_coupon | default(9999, true)) >= 90 and order.id").unwrap();
-        let reads = e.reads();
+        let reads = &e.reads();
         assert!(reads.var(Var::Customer) && reads.var(Var::Order) && !reads.var(Var::Item) && !reads.var(Var::Event));
         assert!(reads.customer_attr(CustomerAttr::Opens30d) && reads.customer_attr(CustomerAttr::DaysSinceSent));
         assert!(!reads.customer_attr(CustomerAttr::Email) && !reads.customer_attr(CustomerAttr::OrdersCount));
