@@ -198,7 +198,7 @@ pub struct Expression {
     source: Arc<str>,
     /// Compiled, with what it reads, on first use: a Lambda loads every flow at cold start
     /// but evaluates few of their expressions, and keeping all of them compiled costs it
-    /// about 25 more heap pages to fault in (BENCHMARKS.md).
+    /// about 30 more page faults at start (BENCHMARKS.md).
     compiled: Arc<OnceLock<Compiled>>,
 }
 
