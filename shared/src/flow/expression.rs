@@ -134,7 +134,7 @@ pub struct Reads {
 }
 
 impl Reads {
-    /// Everything: what a template or a test that wants every variable sees.
+    /// Everything (an expression that does not compile, and tests that want every variable).
     pub fn everything() -> Reads {
         Reads { vars: u16::MAX, customer: u32::MAX, days_since_sent: None }
     }
@@ -207,9 +207,13 @@ struct Compiled {
     reads: Reads,
 }
 
+fn compile(source: &str) -> Result<minijinja::Expression<'static, 'static>, String> {
+    ENVIRONMENT.compile_expression_owned(source.to_owned()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))
+}
+
 impl Compiled {
     fn of(source: &str) -> Result<Compiled, String> {
-        let expression = ENVIRONMENT.compile_expression_owned(source.to_owned()).map_err(|e| format!("{source:?} is not a valid expression: {e}"))?;
+        let expression = compile(source)?;
         // One pass: the top-level names are the paths' heads.
         let paths = expression.undeclared_variables(true);
         let paths: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
@@ -222,7 +226,7 @@ impl Compiled {
 impl Expression {
     /// Checks the syntax now; compiles for good on first use.
     pub fn parse(source: &str) -> Result<Expression, String> {
-        ENVIRONMENT.compile_expression(source).map_err(|e| format!("{source:?} is not a valid expression: {e}"))?;
+        compile(source)?;
         Ok(Expression { source: source.into(), compiled: Arc::default() })
     }
 
