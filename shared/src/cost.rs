@@ -66,7 +66,7 @@ impl Store for MeteredStore {
         self.read(0);
         self.inner.event_seen(customer, event).await
     }
-    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, PortError> {
         let size = |v: &dyn erased::Sized| v.json_len() + ITEM_OVERHEAD;
         let state_bytes = state_item_bytes(&commit.state);
         let customer = commit.customer_id.clone();

@@ -26,12 +26,13 @@ pub struct Versioned<T> {
 /// One atomic change of one customer: the new state, the event that caused it (deduplicated
 /// by id), and the timeline lines it wrote.
 #[derive(Debug, Clone)]
-pub struct Commit {
+pub struct Commit<'a> {
     pub customer_id: CustomerId,
     /// `None`: the customer must not exist yet.
     pub expected_version: Option<u64>,
     pub state: CustomerState,
-    pub event: Option<Event>,
+    /// Borrowed: the caller holds the event, and a store only reads it.
+    pub event: Option<&'a Event>,
     pub timeline: Vec<TimelineEntry>,
     /// Report counters, added in the same atomic write (so a retry never counts twice).
     pub stats: Vec<StatCount>,
@@ -50,7 +51,7 @@ pub enum CommitOutcome {
 pub trait Store: Send + Sync {
     async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError>;
     async fn event_seen(&self, customer: &CustomerId, event: &EventId) -> Result<bool, PortError>;
-    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError>;
+    async fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, PortError>;
     /// Lines learnt after the commit (a marketing send's message id, a failure).
     async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError>;
     /// The customer's history, oldest first.

@@ -1,7 +1,7 @@
 //! The contract every `Store` adapter passes: the in-memory twin, SQLite and DynamoDB
 //! run this same suite. `prefix` keeps runs against a shared table apart.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::{CustomerId, CustomerState, Event, TimelineEntry, TimelineKind};
 use crate::ports::{Commit, CommitOutcome, Store};
@@ -38,33 +38,35 @@ async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
 
     let mut state = CustomerState::new(id.clone(), now);
     state.profile.apply(&first);
-    let commit = |expected, state: &CustomerState, event: &Event, line: &str| Commit {
-        customer_id: id.clone(),
-        expected_version: expected,
-        state: state.clone(),
-        event: Some(event.clone()),
-        timeline: vec![TimelineEntry { reason: Some(line.into()), ..TimelineEntry::new(now, TimelineKind::Event) }],
-        stats: vec![],
-    };
-    assert_eq!(store.commit(commit(None, &state, &first, "first")).await.unwrap(), CommitOutcome::Committed { version: 1 });
+    fn with_event<'a>(id: &CustomerId, now: DateTime<Utc>, expected: Option<u64>, state: &CustomerState, event: &'a Event, line: &str) -> Commit<'a> {
+        Commit {
+            customer_id: id.clone(),
+            expected_version: expected,
+            state: state.clone(),
+            event: Some(event),
+            timeline: vec![TimelineEntry { reason: Some(line.into()), ..TimelineEntry::new(now, TimelineKind::Event) }],
+            stats: vec![],
+        }
+    }
+    assert_eq!(store.commit(with_event(&id, now, None, &state, &first, "first")).await.unwrap(), CommitOutcome::Committed { version: 1 });
     let loaded = store.load(&id).await.unwrap().expect("committed state loads");
     assert_eq!(loaded.version, 1);
     assert_eq!(loaded.value, state, "state round-trips exactly");
     assert!(store.event_seen(&id, &first.id).await.unwrap());
 
     // Creating again is a lost race, not an overwrite.
-    assert_eq!(store.commit(commit(None, &state, &event("evt-x", id.as_str()), "again")).await.unwrap(), CommitOutcome::VersionConflict);
+    assert_eq!(store.commit(with_event(&id, now, None, &state, &event("evt-x", id.as_str()), "again")).await.unwrap(), CommitOutcome::VersionConflict);
     // The same event id again changes nothing.
     let mut changed = state.clone();
     changed.profile.orders_count = 99;
-    assert_eq!(store.commit(commit(Some(1), &changed, &first, "dup")).await.unwrap(), CommitOutcome::DuplicateEvent);
+    assert_eq!(store.commit(with_event(&id, now, Some(1), &changed, &first, "dup")).await.unwrap(), CommitOutcome::DuplicateEvent);
     assert_eq!(store.load(&id).await.unwrap().unwrap().value.profile.orders_count, state.profile.orders_count);
 
     let second = event("evt-2", id.as_str());
-    assert_eq!(store.commit(commit(Some(1), &changed, &second, "second")).await.unwrap(), CommitOutcome::Committed { version: 2 });
+    assert_eq!(store.commit(with_event(&id, now, Some(1), &changed, &second, "second")).await.unwrap(), CommitOutcome::Committed { version: 2 });
     assert_eq!(store.load(&id).await.unwrap().unwrap().value.profile.orders_count, 99);
     // A stale version loses.
-    assert_eq!(store.commit(commit(Some(1), &state, &event("evt-3", id.as_str()), "stale")).await.unwrap(), CommitOutcome::VersionConflict);
+    assert_eq!(store.commit(with_event(&id, now, Some(1), &state, &event("evt-3", id.as_str()), "stale")).await.unwrap(), CommitOutcome::VersionConflict);
     assert!(!store.event_seen(&id, &event("evt-3", id.as_str()).id).await.unwrap(), "a lost commit records no event");
 
     let reasons: Vec<_> = store.timeline(&id).await.unwrap().into_iter().filter_map(|e| e.reason).collect();
@@ -93,7 +95,7 @@ async fn customers_are_isolated(store: &dyn Store, prefix: &str) {
     let now = at("2026-11-20T01:00:00Z");
     let shared_event = event("evt-shared", a.as_str());
     for id in [&a, &b] {
-        let commit = Commit { customer_id: id.clone(), expected_version: None, state: CustomerState::new(id.clone(), now), event: Some(shared_event.clone()), timeline: vec![], stats: vec![] };
+        let commit = Commit { customer_id: id.clone(), expected_version: None, state: CustomerState::new(id.clone(), now), event: Some(&shared_event), timeline: vec![], stats: vec![] };
         assert_eq!(store.commit(commit).await.unwrap(), CommitOutcome::Committed { version: 1 }, "event ids are per customer");
     }
     assert_eq!(store.load(&b).await.unwrap().unwrap().value.profile.id, b);
@@ -114,7 +116,7 @@ async fn erase_forgets_the_customer_and_keeps_the_counts(store: &dyn Store, pref
             customer_id: id.clone(),
             expected_version: None,
             state,
-            event: Some(first),
+            event: Some(&first),
             timeline: vec![TimelineEntry::new(now, TimelineKind::Event)],
             stats: vec![StatCount::new(day, scope.clone(), Metric::Sent, 1), StatCount::new(day, scope.clone(), Metric::Revenue("JPY".into()), 1_280_000)],
         };
@@ -134,7 +136,7 @@ async fn erase_forgets_the_customer_and_keeps_the_counts(store: &dyn Store, pref
     assert_eq!(store.timeline(&kept).await.unwrap().len(), 2);
     store.erase(&gone).await.unwrap();
     // The same id can start over as a new customer.
-    let again = Commit { customer_id: gone.clone(), expected_version: None, state: CustomerState::new(gone.clone(), now), event: Some(event("evt-1", gone.as_str())), timeline: vec![], stats: vec![] };
+    let again = Commit { customer_id: gone.clone(), expected_version: None, state: CustomerState::new(gone.clone(), now), event: Some(&event("evt-1", gone.as_str())), timeline: vec![], stats: vec![] };
     assert_eq!(store.commit(again).await.unwrap(), CommitOutcome::Committed { version: 1 });
 }
 

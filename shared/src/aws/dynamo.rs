@@ -218,7 +218,7 @@ impl Store for DynamoStore {
         Ok(self.get(customer, format!("D#{event}"), "check event id").await?.is_some())
     }
 
-    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, PortError> {
         let version = commit.expected_version.unwrap_or(0) + 1;
         let deflated = commit.state.to_deflated_json().map_err(json_error)?;
         let mut state = Put::builder()

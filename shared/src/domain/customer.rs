@@ -1,7 +1,7 @@
 //! What Aftercare keeps per customer: the profile with its aggregates, the active
 //! enrollments, and recent sends. One customer is one unit of consistency.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -13,6 +13,11 @@ use super::values::{CustomerId, EmailAddress, Locale, TimeZone};
 /// Ids and names kept in a customer's state: copied with every state copy, so a copy must
 /// not allocate (short ones are inline, long ones shared).
 pub type Name = smol_str::SmolStr;
+
+/// The state's small maps (a few currencies, SKUs, flows), keyed by `Name`: a sorted `Vec`,
+/// so copying one is one allocation, where a `BTreeMap` built a node entry by entry (a state
+/// is copied on every load; BENCHMARKS.md). Stored as a JSON object, like a `BTreeMap`.
+pub type NameMap<V> = litemap::LiteMap<Name, V>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
@@ -46,10 +51,10 @@ pub struct Profile {
     pub orders_count: u32,
     /// Total spent per currency code.
     #[serde(default)]
-    pub total_spent: BTreeMap<Name, Decimal>,
+    pub total_spent: NameMap<Decimal>,
     /// How many orders contained each SKU.
     #[serde(default)]
-    pub sku_order_counts: BTreeMap<Name, u32>,
+    pub sku_order_counts: NameMap<u32>,
     #[serde(default)]
     pub first_order_at: Option<DateTime<Utc>>,
     /// The id of the first order seen (thank-you notes for first orders).
@@ -62,7 +67,7 @@ pub struct Profile {
     pub opens: Vec<DateTime<Utc>>,
     /// When each flow last sent this customer anything.
     #[serde(default)]
-    pub last_sent: BTreeMap<Name, DateTime<Utc>>,
+    pub last_sent: NameMap<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -82,13 +87,13 @@ impl Profile {
             bounced: false,
             complained: false,
             orders_count: 0,
-            total_spent: BTreeMap::new(),
-            sku_order_counts: BTreeMap::new(),
+            total_spent: NameMap::new(),
+            sku_order_counts: NameMap::new(),
             first_order_at: None,
             first_order_id: None,
             last_order_at: None,
             opens: Vec::new(),
-            last_sent: BTreeMap::new(),
+            last_sent: NameMap::new(),
             created_at,
         }
     }
@@ -224,7 +229,7 @@ pub struct CustomerState {
     /// and copies only those (`Arc::make_mut`), so loading a state does not copy every one.
     pub enrollments: Vec<std::sync::Arc<Enrollment>>,
     /// Enrollment ids that ended, so a per-order flow never runs twice for one order.
-    pub finished: BTreeMap<Name, DateTime<Utc>>,
+    pub finished: NameMap<DateTime<Utc>>,
     /// Sends of the last days, newest last, for smart sending and frequency rules.
     pub recent_sends: Vec<SendRecord>,
     /// The last schedule generation handed out. Unique per customer, so a restarted or
@@ -234,7 +239,7 @@ pub struct CustomerState {
 
 impl CustomerState {
     pub fn new(id: CustomerId, now: DateTime<Utc>) -> Self {
-        Self { profile: Profile::new(id, now), enrollments: Vec::new(), finished: BTreeMap::new(), recent_sends: Vec::new(), last_generation: 0 }
+        Self { profile: Profile::new(id, now), enrollments: Vec::new(), finished: NameMap::new(), recent_sends: Vec::new(), last_generation: 0 }
     }
 }
 

@@ -8,13 +8,12 @@
 //! timestamps repeat, so a typical 5 KB state becomes about 1.3 KB, and a transactional write
 //! is billed 2 units per started KB of the item.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::customer::{CustomerState, Enrollment, Name, Profile, SendRecord};
+use super::customer::{CustomerState, Enrollment, Name, NameMap, Profile, SendRecord};
 use super::event::Event;
 
 impl CustomerState {
@@ -43,7 +42,7 @@ struct StateOut<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     triggers: Vec<&'a Event>,
     enrollments: Vec<EnrollmentOut<'a>>,
-    finished: &'a BTreeMap<Name, DateTime<Utc>>,
+    finished: &'a NameMap<DateTime<Utc>>,
     recent_sends: &'a [SendRecord],
     last_generation: u32,
 }
@@ -122,7 +121,7 @@ struct StateIn {
     #[serde(default)]
     enrollments: Vec<EnrollmentIn>,
     #[serde(default)]
-    finished: BTreeMap<Name, DateTime<Utc>>,
+    finished: NameMap<DateTime<Utc>>,
     #[serde(default)]
     recent_sends: Vec<SendRecord>,
     #[serde(default)]

@@ -96,7 +96,7 @@ impl Store for SqliteStore {
             .map_err(sql_error)
     }
 
-    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, PortError> {
+    async fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, PortError> {
         let mut conn = self.db.lock();
         let tx = conn.transaction().map_err(sql_error)?;
         let current: Option<i64> =

@@ -272,7 +272,7 @@ impl App {
                 }
             }
             let event = match &input {
-                Input::Event(e) => Some((*e).clone()),
+                Input::Event(e) => Some(*e),
                 Input::Due(_) => None,
             };
             // Skips are reported from the decided state; then the state, timeline and counts
