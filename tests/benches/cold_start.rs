@@ -10,38 +10,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-fn bin_dir() -> PathBuf {
-    std::env::var_os("AFTERCARE_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release"))
-}
-
-/// What the Lambda service and template.yaml set; values are placeholders (never contacted).
-const ENV: &[(&str, &str)] = &[
-    ("AWS_LAMBDA_FUNCTION_NAME", "aftercare-bench"),
-    ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
-    ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-    ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
-    ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/aftercare-bench"),
-    ("AWS_REGION", "ap-northeast-1"),
-    ("AWS_ACCESS_KEY_ID", "bench"),
-    ("AWS_SECRET_ACCESS_KEY", "bench"),
-    ("TABLE_NAME", "aftercare"),
-    ("SCHEDULE_GROUP", "aftercare"),
-    ("STEP_FUNCTION_ARN", "arn:aws:lambda:ap-northeast-1:123456789012:function:aftercare-step"),
-    ("SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/aftercare-scheduler"),
-    ("DLQ_ARN", "arn:aws:sqs:ap-northeast-1:123456789012:aftercare-dlq"),
-    ("UNSUBSCRIBE_SECRET", "0909090909090909090909090909090909090909090909090909090909090909"),
-    ("PUBLIC_BASE_URL", "https://api.example.com"),
-    // sha256("bench")
-    ("API_KEY_HASHES", "1b32c28cb38c05480eccc1bd60ff97029b57a05c96718b96dad7e9d84894f549"),
-];
+#[path = "../support/lambda.rs"]
+mod lambda;
+use lambda::{bin_dir, ENV};
 
 /// Starts the binary against a fresh stub and returns when its first poll arrives.
 fn first_poll(binary: &Path) -> Duration {

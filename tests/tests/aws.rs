@@ -16,7 +16,6 @@ use aftercare_core::ports::{EmailSent, Publisher, ScheduledStep, Scheduler, Stor
 use aftercare_core::service::api::{AccessKeys, ApiKeys};
 use aftercare_core::service::App;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
@@ -32,11 +31,11 @@ fn fixture(path: &str) -> String {
     std::fs::read_to_string(repo().join("events").join(path)).unwrap_or_else(|e| panic!("events/{path}: {e}"))
 }
 
+#[path = "../support/moto.rs"]
+mod moto;
+
 async fn sdk() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set: run the tests with `bash infra/test.sh`, which starts moto on loopback"));
-    assert!(endpoint.contains("127.0.0.1") || endpoint.contains("localhost"), "refusing to run against a non-local endpoint {endpoint}");
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint).region("ap-northeast-1").load().await
+    moto::sdk(&moto::loopback_endpoint().unwrap_or_else(|why| panic!("{why}"))).await
 }
 
 /// A fresh table and schedule group per test, so tests run in parallel without sharing state.
@@ -67,11 +66,8 @@ async fn spawn_app_with_clock(flows: FlowSet, clock: Option<Arc<ManualClock>>) -
         unsubscribe_secret: vec![9u8; 32],
         public_base_url: "https://api.example.com".into(),
     };
-    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &settings.table_name).await;
+    moto::create_stack(&sdk, &settings.table_name, &settings.schedule_group).await;
     let scheduler_client = aws_sdk_scheduler::Client::new(&sdk);
-    scheduler_client.create_schedule_group().name(&settings.schedule_group).send().await.expect("create schedule group");
-    let ses = aws_sdk_sesv2::Client::new(&sdk);
-    ses.create_email_identity().email_identity("example.com").send().await.expect("verify sender domain in moto");
     let adapters = AwsAdapters::new(&sdk, &settings);
     let mut ports = adapters.ports();
     if let Some(clock) = clock {
@@ -79,22 +75,6 @@ async fn spawn_app_with_clock(flows: FlowSet, clock: Option<Arc<ManualClock>>) -
     }
     let app = App::new(flows, ports).expect("app starts");
     TestApp { app, adapters, settings, scheduler_client, keys: AccessKeys { ingest: ApiKeys::from_hashes(&ApiKeys::hash(API_KEY)).unwrap(), admin: Some(ApiKeys::from_plain_key(ADMIN_KEY)) } }
-}
-
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    let attribute = |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap();
-    let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("pk"))
-        .attribute_definitions(attribute("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .expect("create table");
 }
 
 async fn post(t: &TestApp, fixture_json: &str) -> (u16, Value) {

@@ -281,3 +281,89 @@ async fn admin_routes_need_their_own_key_and_erase_leaves_nothing() {
     let late = crate::domain::Event::parse(&email_bounced("b1", "c1", "transient", "2026-11-20T10:20:00+09:00")).unwrap();
     assert_eq!(m.app.ingest_feedback(&late).await.unwrap(), super::Processed::UnknownCustomer);
 }
+
+/// Counts how many calls of one kind are in flight at once. Each call yields once before it
+/// finishes, so calls awaited one after another never overlap, and calls joined always do.
+#[derive(Default)]
+struct Overlap {
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Overlap {
+    async fn around<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::task::yield_now().await;
+        let out = call.await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        out
+    }
+    fn most(&self) -> usize {
+        self.most.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The in-memory store and scheduler, watched: every read of the store counts in one
+/// `Overlap`, every schedule made in another.
+#[derive(Default)]
+struct Watched {
+    store: crate::memory::MemoryStore,
+    scheduler: crate::memory::MemoryScheduler,
+    reads: Overlap,
+    creates: Overlap,
+}
+
+#[async_trait::async_trait]
+impl Store for Watched {
+    async fn load(&self, customer: &CustomerId) -> Result<Option<crate::ports::Versioned<crate::domain::CustomerState>>, crate::ports::PortError> {
+        self.reads.around(self.store.load(customer)).await
+    }
+    async fn event_seen(&self, customer: &CustomerId, event: &crate::domain::EventId) -> Result<bool, crate::ports::PortError> {
+        self.reads.around(self.store.event_seen(customer, event)).await
+    }
+    async fn commit(&self, commit: crate::ports::Commit<'_>) -> Result<crate::ports::CommitOutcome, crate::ports::PortError> {
+        self.store.commit(commit).await
+    }
+    async fn append_timeline(&self, customer: &CustomerId, entries: &[crate::domain::TimelineEntry]) -> Result<(), crate::ports::PortError> {
+        self.store.append_timeline(customer, entries).await
+    }
+    async fn timeline(&self, customer: &CustomerId) -> Result<Vec<crate::domain::TimelineEntry>, crate::ports::PortError> {
+        self.store.timeline(customer).await
+    }
+    async fn stats(&self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<crate::stats::StatCount>, crate::ports::PortError> {
+        self.store.stats(from, to).await
+    }
+    async fn erase(&self, customer: &CustomerId) -> Result<(), crate::ports::PortError> {
+        self.store.erase(customer).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::Scheduler for Watched {
+    async fn create(&self, step: &crate::ports::ScheduledStep) -> Result<(), crate::ports::PortError> {
+        self.creates.around(self.scheduler.create(step)).await
+    }
+    async fn delete(&self, name: &str) -> Result<(), crate::ports::PortError> {
+        self.scheduler.delete(name).await
+    }
+}
+
+/// On AWS each of these calls is a round trip: an event waits for one read instead of two, and
+/// an order for one CreateSchedule instead of one per flow it starts.
+#[tokio::test]
+async fn an_events_reads_and_an_orders_schedules_are_made_at_once() {
+    let watched = std::sync::Arc::new(Watched::default());
+    let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
+    let ports = super::Ports { store: watched.clone(), scheduler: watched.clone(), ..m.app.ports.clone() };
+    let app = super::App::new(repo_flows(), ports).unwrap();
+    let report = app.ingest_json(&[order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")]).await.unwrap();
+    assert_eq!(report.accepted, 1);
+    assert_eq!(watched.reads.most(), 2, "the state and the event's dedupe marker are read together");
+    let scheduled = watched.scheduler.pending().len();
+    assert!(scheduled >= 3, "an order starts several delayed flows: {scheduled}");
+    assert_eq!(watched.creates.most(), scheduled, "all of an order's schedules are made together");
+    let again = app.ingest_json(&[order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")]).await.unwrap();
+    assert_eq!(again.duplicates, 1, "read together, the marker still stops a replay");
+}
