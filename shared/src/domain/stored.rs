@@ -19,21 +19,63 @@ use super::event::Event;
 impl CustomerState {
     /// The stored JSON, raw-deflated (RFC 1951).
     pub fn to_deflated_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        use std::io::Write;
         let json = serde_json::to_vec(self)?;
-        // One write: the encoder is slow fed in the small pieces a serializer writes.
-        let mut encoder = flate2::write::DeflateEncoder::new(Vec::with_capacity(json.len() / 3), flate2::Compression::default());
-        encoder.write_all(&json).map_err(serde_json::Error::io)?;
-        encoder.finish().map_err(serde_json::Error::io)
+        COMPRESSOR.with(|compressor| {
+            let mut compressor = compressor.borrow_mut();
+            compressor.reset();
+            let mut out = Vec::with_capacity(json.len() / 3 + 64);
+            loop {
+                if out.len() == out.capacity() {
+                    out.reserve(out.capacity());
+                }
+                let rest = &json[offset(compressor.total_in(), json.len())..];
+                match compressor.compress_vec(rest, &mut out, flate2::FlushCompress::Finish) {
+                    Ok(flate2::Status::StreamEnd) => return Ok(out),
+                    Ok(_) => {}
+                    Err(e) => return Err(serde_json::Error::io(std::io::Error::other(e))),
+                }
+            }
+        })
     }
 
     /// Reads what [`Self::to_deflated_json`] wrote.
     pub fn from_deflated_json(bytes: &[u8]) -> Result<CustomerState, serde_json::Error> {
-        use std::io::Read;
-        let mut json = Vec::with_capacity(bytes.len() * 4);
-        flate2::read::DeflateDecoder::new(bytes).read_to_end(&mut json).map_err(serde_json::Error::io)?;
+        let json = DECOMPRESSOR.with(|decompressor| {
+            let mut decompressor = decompressor.borrow_mut();
+            decompressor.reset(false);
+            let mut json = Vec::with_capacity(bytes.len() * 4 + 64);
+            loop {
+                if json.len() == json.capacity() {
+                    json.reserve(json.capacity());
+                }
+                let (read, written) = (decompressor.total_in(), decompressor.total_out());
+                match decompressor.decompress_vec(&bytes[offset(read, bytes.len())..], &mut json, flate2::FlushDecompress::None) {
+                    Ok(flate2::Status::StreamEnd) => return Ok(json),
+                    // Room to write and nothing read or written: the input stops mid-stream.
+                    Ok(_) if decompressor.total_in() == read && decompressor.total_out() == written => {
+                        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the deflated state ends early"));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+                }
+            }
+        })
+        .map_err(serde_json::Error::io)?;
         serde_json::from_slice(&json)
     }
+}
+
+/// Where the unread part of an input starts, from a (de)compressor's running count.
+fn offset(total: u64, len: usize) -> usize {
+    usize::try_from(total).map_or(len, |n| n.min(len))
+}
+
+thread_local! {
+    // Kept per thread and reset for each state: a compressor's tables are a few hundred KB,
+    // and allocating and zeroing them for every commit was a tenth of a warm feedback
+    // invocation's CPU (BENCHMARKS.md, "Lambda invocations").
+    static COMPRESSOR: std::cell::RefCell<flate2::Compress> = std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::default(), false));
+    static DECOMPRESSOR: std::cell::RefCell<flate2::Decompress> = std::cell::RefCell::new(flate2::Decompress::new(false));
 }
 
 #[derive(Serialize)]
@@ -272,6 +314,36 @@ mod tests {
         assert!(deflated.len() * 2 < json, "deflated {} bytes, JSON {json}", deflated.len());
         let error = CustomerState::from_deflated_json(b"{\"profile\": 1}").unwrap_err();
         assert!(error.is_io() || error.is_syntax() || error.is_data(), "{error}");
+    }
+
+    /// The (de)compressor is kept between states: each must start afresh, grow its output past
+    /// the first guess, and refuse a cut-off input rather than loop or return half a state.
+    #[tokio::test]
+    async fn deflating_reuses_one_compressor_and_any_size_of_state_round_trips() {
+        let typical = state_after_an_order().await;
+        let mut repetitive = typical.clone();
+        // Deflates to far under a quarter of its JSON: decompression outgrows its first guess.
+        repetitive.profile.first_name = Some("ア".repeat(50_000));
+        let mut incompressible = typical.clone();
+        // Hardly deflates: compression outgrows its first guess of a third.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        incompressible.profile.last_name = Some((0..40_000).map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            char::from(b'!' + (seed % 90) as u8)
+        }).collect());
+        for state in [&typical, &repetitive, &incompressible, &typical] {
+            let deflated = state.to_deflated_json().unwrap();
+            assert_eq!(&CustomerState::from_deflated_json(&deflated).unwrap(), state);
+            let json = serde_json::to_vec(state).unwrap();
+            let mut inflated = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(&deflated[..]), &mut inflated).unwrap();
+            assert_eq!(inflated, json, "standard raw deflate");
+            let cut = CustomerState::from_deflated_json(&deflated[..deflated.len() / 2]).unwrap_err();
+            assert!(cut.is_io(), "{cut}");
+        }
+        assert!(repetitive.to_deflated_json().unwrap().len() * 20 < serde_json::to_vec(&repetitive).unwrap().len());
     }
 
     #[tokio::test]
