@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aftercare_core::cost::{measure, measure_each, one_order_journey, Usage, ASSUMED_MS_FEEDBACK, ASSUMED_MS_INGEST, ASSUMED_MS_STEP, FEEDBACK_EVENTS_PER_EMAIL};
+use aftercare_core::cost::{measure, measure_each, one_order_journey, Usage, FEEDBACK, FEEDBACK_EVENTS_PER_EMAIL, INGEST, STEP};
 use aftercare_core::flow::FlowSet;
 use chrono::{DateTime, Duration, Utc};
 
@@ -80,7 +80,14 @@ pub fn run(args: CostArgs) -> ExitCode {
     println!("| storefront events (ingest invocations) | {:.0} | |", u.ingest_invocations);
     println!("| scheduled steps run (step invocations = Scheduler invocations) | {:.0} | {:.4} |", u.step_invocations, bill.scheduler);
     println!("| SES events to the feedback function ({}) | {:.0} | |", per_order.feedback, u.feedback_invocations);
-    println!("| Lambda (arm64, 128 MB; {ASSUMED_MS_INGEST}/{ASSUMED_MS_STEP}/{ASSUMED_MS_FEEDBACK} ms assumed) | {:.0} invocations | {:.4} |", u.ingest_invocations + u.step_invocations + u.feedback_invocations, bill.lambda);
+    println!(
+        "| Lambda (arm64, 128 MB; {}/{}/{} ms billed, modelled) | {:.0} invocations | {:.4} |",
+        INGEST.billed_ms(),
+        STEP.billed_ms(),
+        FEEDBACK.billed_ms(),
+        u.ingest_invocations + u.step_invocations + u.feedback_invocations,
+        bill.lambda
+    );
     println!("| DynamoDB on-demand: {:.0} calls, {:.0} RRU, {:.0} WRU | | {:.4} |", u.dynamodb_calls, u.read_units, u.write_units, bill.dynamodb);
     println!("| Scheduler CreateSchedule / DeleteSchedule (no charge) | {:.0} / {:.0} | 0 |", u.scheduler_creates, u.scheduler_deletes);
     println!("| SES emails | {:.0} | {:.4} |", u.ses_sends, bill.ses);

@@ -128,12 +128,36 @@ pub mod prices {
     pub const EVENTBRIDGE_PER_MILLION_CUSTOM_EVENTS: f64 = 1.00;
 }
 
-/// Billed milliseconds assumed per invocation at 128 MB. Not measured on AWS (there is no AWS
-/// here): compute is a fraction of a millisecond (BENCHMARKS.md); the rest is waiting on
-/// DynamoDB, SES and Scheduler calls at a few milliseconds each.
-pub const ASSUMED_MS_INGEST: f64 = 40.0;
-pub const ASSUMED_MS_STEP: f64 = 40.0;
-pub const ASSUMED_MS_FEEDBACK: f64 = 25.0;
+/// One warm invocation of a function, as `tests/benches/invocation.rs` measured it against moto
+/// (BENCHMARKS.md, "Lambda invocations"): the CPU the function used, and the AWS round trips it
+/// waits for one after another (calls made together count once).
+#[derive(Debug, Clone, Copy)]
+pub struct Invocation {
+    pub cpu_ms: f64,
+    pub round_trips: u32,
+}
+
+/// An order from a new customer: [state ‖ dedupe marker], the receipt, [its schedules],
+/// the commit, `Email Sent`.
+pub const INGEST: Invocation = Invocation { cpu_ms: 4.1, round_trips: 5 };
+/// A send step: the state, [the next schedule], the commit, the email, `Email Sent`.
+pub const STEP: Invocation = Invocation { cpu_ms: 1.9, round_trips: 5 };
+/// An SES event: [state ‖ dedupe marker], the commit.
+pub const FEEDBACK: Invocation = Invocation { cpu_ms: 1.4, round_trips: 2 };
+/// Assumed, not measured (no AWS here): a DynamoDB call takes single-digit milliseconds in
+/// region, SES, Scheduler and EventBridge calls tens.
+pub const ASSUMED_ROUND_TRIP_MS: f64 = 10.0;
+/// Lambda gives a function CPU in proportion to its memory: one vCPU at 1,769 MB.
+pub const VCPU_SHARE_AT_128_MB: f64 = 128.0 / 1769.0;
+
+impl Invocation {
+    /// Billed milliseconds at 128 MB: the CPU stretched to 128 MB's share of a vCPU (taken to
+    /// be as fast as this machine's), plus the waits.
+    pub fn billed_ms(self) -> f64 {
+        (self.cpu_ms / VCPU_SHARE_AT_128_MB + f64::from(self.round_trips) * ASSUMED_ROUND_TRIP_MS).ceil()
+    }
+}
+
 /// SES events per email that reach the feedback function: send, delivery, and the opens
 /// and clicks of a typical store (about 40% open, 4% click).
 pub const FEEDBACK_EVENTS_PER_EMAIL: f64 = 2.44;
@@ -187,7 +211,7 @@ impl Usage {
         let ms_cost = LAMBDA_ARM_PER_GB_SECOND * 0.125 / 1000.0;
         let invocations = self.ingest_invocations + self.step_invocations + self.feedback_invocations;
         let lambda = invocations * LAMBDA_PER_MILLION_REQUESTS / 1e6
-            + (self.ingest_invocations * ASSUMED_MS_INGEST + self.step_invocations * ASSUMED_MS_STEP + self.feedback_invocations * ASSUMED_MS_FEEDBACK) * ms_cost;
+            + (self.ingest_invocations * INGEST.billed_ms() + self.step_invocations * STEP.billed_ms() + self.feedback_invocations * FEEDBACK.billed_ms()) * ms_cost;
         let dynamodb = self.write_units * DYNAMODB_PER_MILLION_WRITE_UNITS / 1e6 + self.read_units * DYNAMODB_PER_MILLION_READ_UNITS / 1e6;
         let scheduler = self.step_invocations * SCHEDULER_PER_MILLION_INVOCATIONS / 1e6;
         let ses = self.ses_sends * SES_PER_THOUSAND_EMAILS / 1e3;
@@ -313,6 +337,17 @@ mod tests {
         let bill = usage.scaled(1000.0).bill();
         assert!((bill.ses - 1.2).abs() < 1e-9, "SES: 12,000 emails at $0.10 per 1,000");
         assert!((bill.total - (bill.dynamodb + bill.lambda + bill.scheduler + bill.ses + bill.eventbridge)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn billed_duration_stretches_cpu_to_128_mb_and_adds_each_wait() {
+        // 1 ms of CPU here is 1,769 / 128 = 13.8 ms at 128 MB; two waits of 10 ms; rounded up.
+        assert_eq!(Invocation { cpu_ms: 1.0, round_trips: 2 }.billed_ms(), 34.0);
+        assert_eq!(Invocation { cpu_ms: 0.0, round_trips: 0 }.billed_ms(), 0.0);
+        // A million feedback invocations: $0.20 of requests plus their billed milliseconds.
+        let bill = Usage { feedback_invocations: 1e6, ..Usage::default() }.bill();
+        let expected = 0.20 + FEEDBACK.billed_ms() * 1e6 * prices::LAMBDA_ARM_PER_GB_SECOND * 0.125 / 1000.0;
+        assert!((bill.lambda - expected).abs() < 1e-9, "{} against {expected}", bill.lambda);
     }
 
     /// Every email delivered 5 seconds after it was sent, never opened.

@@ -25,9 +25,9 @@ pub struct Profile {
     #[serde(default)]
     pub email: Option<EmailAddress>,
     #[serde(default)]
-    pub first_name: Option<String>,
+    pub first_name: Option<Name>,
     #[serde(default)]
-    pub last_name: Option<String>,
+    pub last_name: Option<Name>,
     #[serde(default)]
     pub locale: Option<Locale>,
     #[serde(default)]

@@ -40,9 +40,9 @@ pub struct CustomerFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailAddress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_name: Option<String>,
+    pub first_name: Option<super::customer::Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_name: Option<String>,
+    pub last_name: Option<super::customer::Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<Locale>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,8 +223,8 @@ fn parse_customer(c: &ObjectReader<'_>) -> Result<CustomerFields, FieldError> {
     Ok(CustomerFields {
         id: c.required_parsed("id", CustomerId::parse)?,
         email: c.parsed("email", EmailAddress::parse)?,
-        first_name: c.text("first_name", 100)?,
-        last_name: c.text("last_name", 100)?,
+        first_name: c.text("first_name", 100)?.map(Into::into),
+        last_name: c.text("last_name", 100)?.map(Into::into),
         locale: c.parsed("locale", Locale::parse)?,
         timezone: c.parsed("timezone", TimeZone::parse)?,
         birthday: c.parsed("birthday", |s| {

@@ -323,7 +323,7 @@ mod tests {
         let typical = state_after_an_order().await;
         let mut repetitive = typical.clone();
         // Deflates to far under a quarter of its JSON: decompression outgrows its first guess.
-        repetitive.profile.first_name = Some("ア".repeat(50_000));
+        repetitive.profile.first_name = Some("ア".repeat(50_000).into());
         let mut incompressible = typical.clone();
         // Hardly deflates: compression outgrows its first guess of a third.
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -332,7 +332,7 @@ mod tests {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             char::from(b'!' + (seed % 90) as u8)
-        }).collect());
+        }).collect::<String>().into());
         for state in [&typical, &repetitive, &incompressible, &typical] {
             let deflated = state.to_deflated_json().unwrap();
             assert_eq!(&CustomerState::from_deflated_json(&deflated).unwrap(), state);

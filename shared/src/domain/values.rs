@@ -9,11 +9,14 @@ use serde::{Deserialize, Serialize};
 /// Why a value was refused; the caller adds the field name.
 pub type ValueError = String;
 
+// Over `SmolStr`, not `String`: these sit in every customer state and event, which are
+// copied for each decision; up to 23 bytes is inline and beyond is shared, so a copy never
+// allocates (BENCHMARKS.md).
 macro_rules! string_newtype {
     ($name:ident) => {
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(smol_str::SmolStr);
         impl $name {
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -48,7 +51,7 @@ impl EventId {
         if let Some(bad) = raw.chars().find(|c| !(c.is_ascii_alphanumeric() || ".:_-".contains(*c))) {
             return Err(format!("{raw:?} contains {bad:?}; allowed are A-Z a-z 0-9 . _ : -"));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(raw.into()))
     }
 }
 
@@ -61,7 +64,7 @@ impl EventType {
         if !first_ok || !rest_ok || raw.len() > 64 {
             return Err(format!("{raw:?} must match [a-z][a-z0-9_]{{0,63}}"));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(raw.into()))
     }
 }
 
@@ -75,7 +78,7 @@ impl CustomerId {
         if raw.chars().any(char::is_control) {
             return Err(format!("{raw:?} contains a control character"));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(raw.into()))
     }
 }
 
@@ -96,7 +99,7 @@ impl EmailAddress {
         if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
             return Err(invalid());
         }
-        Ok(Self(trimmed.to_owned()))
+        Ok(Self(trimmed.into()))
     }
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
@@ -113,7 +116,7 @@ impl Locale {
         if !language_ok || !rest_ok {
             return Err(format!("{raw:?} is not a BCP 47 language tag (e.g. ja-JP)"));
         }
-        Ok(Self(raw.replace('_', "-")))
+        Ok(Self(raw.replace('_', "-").into()))
     }
     /// The primary language subtag, lower case: `ja-JP` → `ja`.
     pub fn language(&self) -> String {
@@ -127,7 +130,7 @@ impl Currency {
         if raw.len() != 3 || !raw.chars().all(|c| c.is_ascii_uppercase()) {
             return Err(format!("{raw:?} is not an ISO 4217 currency code (e.g. JPY)"));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(raw.into()))
     }
 }
 
