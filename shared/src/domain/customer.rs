@@ -284,3 +284,21 @@ impl TimelineEntry {
         Self { event_id: Some(event.id.to_string()), event_type: Some(event.event_type.to_string()), ..Self::new(at, TimelineKind::Event) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `NameMap` replaced `BTreeMap` in stored states: the same JSON object, keys in order,
+    /// whatever order (or repetition) it is read in, the last value of a key winning.
+    #[test]
+    fn a_name_map_reads_and_writes_json_objects_as_a_btree_map_did() {
+        let text = r#"{"USD":"12.50","JPY":"6800","EUR":"1","JPY":"9000"}"#;
+        let map: NameMap<Decimal> = serde_json::from_str(text).unwrap();
+        let tree: std::collections::BTreeMap<Name, Decimal> = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&map).unwrap(), serde_json::to_string(&tree).unwrap());
+        assert_eq!(serde_json::to_string(&map).unwrap(), r#"{"EUR":"1","JPY":"9000","USD":"12.50"}"#);
+        assert_eq!(map.get("JPY"), Some(&Decimal::new(9000, 0)));
+        assert_eq!(map.len(), 3);
+    }
+}
