@@ -11,29 +11,21 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
 #[path = "../support/lambda.rs"]
 mod lambda;
-use lambda::{bin_dir, ENV};
+use lambda::bin_dir;
 
 /// Starts the binary against a fresh stub and returns when its first poll arrives.
 fn first_poll(binary: &Path) -> Duration {
     let listener = TcpListener::bind("127.0.0.1:0").expect("stub listens");
     let address = listener.local_addr().expect("stub address").to_string();
     let started = Instant::now();
-    let mut child = Command::new(binary)
-        .env_clear()
-        .envs(ENV.iter().copied())
-        .env("AWS_LAMBDA_RUNTIME_API", &address)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    let mut child = lambda::command(binary, &address, &[]).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
     let (mut stream, _) = listener.accept().expect("the function connects to the runtime API");
     let mut request = Vec::new();
     let mut buffer = [0u8; 1024];

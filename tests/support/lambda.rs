@@ -40,6 +40,20 @@ pub const ENV: &[(&str, &str)] = &[
     ("API_KEY_HASHES", "1b32c28cb38c05480eccc1bd60ff97029b57a05c96718b96dad7e9d84894f549"),
 ];
 
+/// The bootstrap as Lambda starts it: nothing of this process's environment, only `ENV`,
+/// `overrides` and the runtime API's address; no input, its logs (standard output) dropped.
+pub fn command(binary: &std::path::Path, runtime_api: &str, overrides: &[(&str, String)]) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .env_clear()
+        .envs(ENV.iter().copied())
+        .envs(overrides.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
+
 /// One invocation as the function answered it.
 pub struct Answer {
     /// From the stub handing over the event to the function posting its result: the
@@ -69,16 +83,7 @@ impl WarmFunction {
                 std::thread::spawn(move || stub.serve(stream));
             }
         });
-        let child = Command::new(binary)
-            .env_clear()
-            .envs(ENV.iter().copied())
-            .envs(overrides.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("AWS_LAMBDA_RUNTIME_API", &address)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let child = command(binary, &address, overrides).stderr(Stdio::inherit()).spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         WarmFunction { child, events, answers }
     }
 
