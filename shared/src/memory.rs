@@ -23,7 +23,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct CustomerRecord {
     state: Option<Versioned<CustomerState>>,
     /// Event ids already applied (hashed: a long-lived customer has many).
-    seen: HashSet<String>,
+    seen: HashSet<EventId>,
     timeline: Vec<TimelineEntry>,
 }
 
@@ -58,7 +58,7 @@ impl Store for MemoryStore {
     }
 
     async fn event_seen(&self, customer: &CustomerId, event: &EventId) -> Result<bool, PortError> {
-        Ok(lock(&self.customers).get(customer).is_some_and(|r| r.seen.contains(event.as_str())))
+        Ok(lock(&self.customers).get(customer).is_some_and(|r| r.seen.contains(event)))
     }
 
     async fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, PortError> {
@@ -69,10 +69,10 @@ impl Store for MemoryStore {
             return Ok(CommitOutcome::VersionConflict);
         }
         if let Some(event) = &commit.event {
-            if record.seen.contains(event.id.as_str()) {
+            if record.seen.contains(&event.id) {
                 return Ok(CommitOutcome::DuplicateEvent);
             }
-            record.seen.insert(event.id.to_string());
+            record.seen.insert(event.id.clone());
         }
         let version = current.unwrap_or(0) + 1;
         record.state = Some(Versioned { value: commit.state, version });
