@@ -28,9 +28,13 @@ impl CustomerState {
                 if out.len() == out.capacity() {
                     out.reserve(out.capacity());
                 }
-                let rest = &json[offset(compressor.total_in(), json.len())..];
-                match compressor.compress_vec(rest, &mut out, flate2::FlushCompress::Finish) {
+                let (read, written) = (compressor.total_in(), compressor.total_out());
+                match compressor.compress_vec(&json[offset(read, json.len())..], &mut out, flate2::FlushCompress::Finish) {
                     Ok(flate2::Status::StreamEnd) => return Ok(out),
+                    // Never seen; a guard so that a stuck compressor is an error, not a hang.
+                    Ok(_) if compressor.total_in() == read && compressor.total_out() == written => {
+                        return Err(serde_json::Error::io(std::io::Error::other("the compressor made no progress")));
+                    }
                     Ok(_) => {}
                     Err(e) => return Err(serde_json::Error::io(std::io::Error::other(e))),
                 }
