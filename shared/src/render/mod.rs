@@ -74,6 +74,32 @@ fn split_front_matter(source: &str) -> Option<(&str, &str)> {
     Some((&rest[..end], body))
 }
 
+/// A template file's MJML body and, for an email (not a layout or block, `_name`), its front
+/// matter, which every email must have.
+fn read_template<'a>(name: &str, source: &'a str) -> Result<(&'a str, Option<FrontMatter>), String> {
+    let (front, body) = match split_front_matter(source) {
+        Some((front, body)) => (Some(front), body),
+        None => (None, source),
+    };
+    if name.starts_with('_') {
+        return Ok((body, None));
+    }
+    let front = front.ok_or_else(|| "needs front matter with a subject (---\nsubject: …\n---)".to_owned())?;
+    let front: FrontMatter = serde_yaml::from_str(front).map_err(|e| format!("front matter: {e}"))?;
+    Ok((body, Some(front)))
+}
+
+/// The template parts minijinja knows a file by: `mjml`, and an email's `subject` and `preheader`.
+fn template_parts(name: &str, source: &str) -> Result<Vec<(&'static str, String)>, String> {
+    let (body, front) = read_template(name, source)?;
+    let mut parts = vec![("mjml", body.to_owned())];
+    if let Some(front) = front {
+        parts.push(("subject", front.subject));
+        parts.push(("preheader", front.preheader));
+    }
+    Ok(parts)
+}
+
 /// Headers must be one line: no CR/LF from customer data can reach them.
 fn one_line(text: String) -> String {
     text.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ")
@@ -139,47 +165,39 @@ impl Renderer {
             }
         });
         filters::register(&mut env);
-        // Template name (`<locale>/<name>.mjml|subject|preheader`) → source, and which
-        // locale → template names are available.
-        let mut sources: BTreeMap<String, String> = BTreeMap::new();
+        // Which locale → template names are available.
         let mut available: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (locale, templates) in &flows.templates {
-            for (name, source) in templates {
-                let err = |message: String| RenderError::Template { template: name.clone(), locale: locale.clone(), message };
-                let (body, front) = match split_front_matter(source) {
-                    Some((front, body)) => {
-                        let front: FrontMatter = serde_yaml::from_str(front).map_err(|e| err(format!("front matter: {e}")))?;
-                        (body, Some(front))
-                    }
-                    None => (source.as_str(), None),
-                };
-                sources.insert(format!("{locale}/{name}.mjml"), body.to_owned());
-                // Names starting with `_` are layouts and blocks, not emails.
-                if name.starts_with('_') {
-                    continue;
-                }
-                let front = front.ok_or_else(|| err("needs front matter with a subject (---\\nsubject: …\\n---)".into()))?;
-                sources.insert(format!("{locale}/{name}.subject"), front.subject);
-                sources.insert(format!("{locale}/{name}.preheader"), front.preheader);
-                available.entry(locale.clone()).or_default().push(name.clone());
-            }
+            // Names starting with `_` are layouts and blocks, not emails.
+            available.insert(locale.clone(), templates.keys().filter(|name| !name.starts_with('_')).cloned().collect());
         }
         match compile {
             Compile::Now => {
-                for (full_name, source) in sources {
-                    let (locale, file) = full_name.split_once('/').unwrap_or(("", &full_name));
-                    let (name, part) = file.rsplit_once('.').unwrap_or((file, ""));
-                    let message = |e: minijinja::Error| match part {
-                        "mjml" => e.to_string(),
-                        part => format!("{part}: {e}"),
-                    };
-                    let error = |e| RenderError::Template { template: name.to_owned(), locale: locale.to_owned(), message: message(e) };
-                    env.add_template_owned(full_name.clone(), source).map_err(error)?;
+                for (locale, templates) in &flows.templates {
+                    for (name, source) in templates {
+                        let err = |message: String| RenderError::Template { template: name.clone(), locale: locale.clone(), message };
+                        for (part, text) in template_parts(name, source).map_err(err)? {
+                            env.add_template_owned(format!("{locale}/{name}.{part}"), text).map_err(|e| {
+                                err(match part {
+                                    "mjml" => e.to_string(),
+                                    part => format!("{part}: {e}"),
+                                })
+                            })?;
+                        }
+                    }
                 }
             }
             Compile::OnFirstUse => {
-                let sources = Arc::new(sources);
-                env.set_loader(move |name| Ok(sources.get(name).cloned()));
+                // The front matter is read with the part asked for, not all at start: serde_yaml
+                // over every template was most of building this renderer (BENCHMARKS.md).
+                let templates = Arc::new(flows.templates.clone());
+                env.set_loader(move |full_name| {
+                    let Some((locale, file)) = full_name.split_once('/') else { return Ok(None) };
+                    let Some((name, part)) = file.rsplit_once('.') else { return Ok(None) };
+                    let Some(source) = templates.get(locale).and_then(|t| t.get(name)) else { return Ok(None) };
+                    let parts = template_parts(name, source).map_err(|message| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))?;
+                    Ok(parts.into_iter().find(|(p, _)| *p == part).map(|(_, text)| text))
+                });
             }
         }
         let store = &flows.store;
