@@ -20,52 +20,68 @@ impl CustomerState {
     /// The stored JSON, raw-deflated (RFC 1951).
     pub fn to_deflated_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         let json = serde_json::to_vec(self)?;
-        COMPRESSOR.with(|compressor| {
-            let mut compressor = compressor.borrow_mut();
-            compressor.reset();
-            let mut out = Vec::with_capacity(json.len() / 3 + 64);
-            loop {
-                if out.len() == out.capacity() {
-                    out.reserve(out.capacity());
-                }
-                let (read, written) = (compressor.total_in(), compressor.total_out());
-                match compressor.compress_vec(&json[offset(read, json.len())..], &mut out, flate2::FlushCompress::Finish) {
-                    Ok(flate2::Status::StreamEnd) => return Ok(out),
-                    // Never seen; a guard so that a stuck compressor is an error, not a hang.
-                    Ok(_) if compressor.total_in() == read && compressor.total_out() == written => {
-                        return Err(serde_json::Error::io(std::io::Error::other("the compressor made no progress")));
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(serde_json::Error::io(std::io::Error::other(e))),
-                }
-            }
-        })
+        COMPRESSOR
+            .with(|compressor| {
+                let mut compressor = compressor.borrow_mut();
+                compressor.reset();
+                drive(&mut *compressor, &json, json.len() / 3 + 64)
+            })
+            .map_err(serde_json::Error::io)
     }
 
     /// Reads what [`Self::to_deflated_json`] wrote.
     pub fn from_deflated_json(bytes: &[u8]) -> Result<CustomerState, serde_json::Error> {
-        let json = DECOMPRESSOR.with(|decompressor| {
-            let mut decompressor = decompressor.borrow_mut();
-            decompressor.reset(false);
-            let mut json = Vec::with_capacity(bytes.len() * 4 + 64);
-            loop {
-                if json.len() == json.capacity() {
-                    json.reserve(json.capacity());
-                }
-                let (read, written) = (decompressor.total_in(), decompressor.total_out());
-                match decompressor.decompress_vec(&bytes[offset(read, bytes.len())..], &mut json, flate2::FlushDecompress::None) {
-                    Ok(flate2::Status::StreamEnd) => return Ok(json),
-                    // Room to write and nothing read or written: the input stops mid-stream.
-                    Ok(_) if decompressor.total_in() == read && decompressor.total_out() == written => {
-                        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the deflated state ends early"));
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-                }
-            }
-        })
-        .map_err(serde_json::Error::io)?;
+        let json = DECOMPRESSOR
+            .with(|decompressor| {
+                let mut decompressor = decompressor.borrow_mut();
+                decompressor.reset(false);
+                drive(&mut *decompressor, bytes, bytes.len() * 4 + 64)
+            })
+            .map_err(serde_json::Error::io)?;
         serde_json::from_slice(&json)
+    }
+}
+
+/// A compressor or a decompressor, seen the same way by `drive`.
+trait Stream {
+    /// Bytes read and written so far.
+    fn totals(&self) -> (u64, u64);
+    fn step(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<flate2::Status, std::io::Error>;
+}
+
+impl Stream for flate2::Compress {
+    fn totals(&self) -> (u64, u64) {
+        (self.total_in(), self.total_out())
+    }
+    fn step(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<flate2::Status, std::io::Error> {
+        self.compress_vec(input, out, flate2::FlushCompress::Finish).map_err(std::io::Error::other)
+    }
+}
+
+impl Stream for flate2::Decompress {
+    fn totals(&self) -> (u64, u64) {
+        (self.total_in(), self.total_out())
+    }
+    fn step(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<flate2::Status, std::io::Error> {
+        self.decompress_vec(input, out, flate2::FlushDecompress::None).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// Runs `stream` over all of `input` into an output that grows as needed, to the stream's end.
+fn drive(stream: &mut impl Stream, input: &[u8], first_guess: usize) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = Vec::with_capacity(first_guess);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(64));
+        }
+        let before = stream.totals();
+        let (read, _) = before;
+        match stream.step(&input[offset(read, input.len())..], &mut out)? {
+            flate2::Status::StreamEnd => return Ok(out),
+            // Room to write and nothing read or written: the input stops mid-stream.
+            _ if stream.totals() == before => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the deflated state ends early")),
+            _ => {}
+        }
     }
 }
 
