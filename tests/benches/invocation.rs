@@ -30,11 +30,15 @@ fn fixture(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("fixture is JSON")
 }
 
+/// The fixtures, read once: the requests below are copies of them with fresh ids.
+static ORDER_PLACED: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| fixture("ingest/order_placed.json"));
+static EMAIL_OPENED: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| fixture("feedback/opened.json"));
+
 /// The storefront's POST of a new customer's order (3 items): a receipt sent, three flows
 /// scheduled, an `Email Sent` event published.
 fn order_placed_request(customer: &str) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut request = fixture("ingest/order_placed.json");
+    let mut request = ORDER_PLACED.clone();
     let mut body: Value = serde_json::from_str(request["body"].as_str().expect("body")).expect("body is JSON");
     body["id"] = json!(format!("bench-evt-{}-{n}", std::process::id()));
     body["customer"]["id"] = json!(customer);
@@ -47,11 +51,19 @@ fn order_placed_request(customer: &str) -> String {
 /// SES's open of an email to a known customer, as EventBridge delivers it.
 fn email_opened_event(customer: &str) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut event = fixture("feedback/opened.json");
+    let mut event = EMAIL_OPENED.clone();
     event["id"] = json!(format!("bench-{n}"));
     event["detail"]["mail"]["messageId"] = json!(format!("bench-message-{}-{n}", std::process::id()));
     event["detail"]["mail"]["tags"]["customer_id"] = json!([customer]);
     event.to_string()
+}
+
+/// A new customer's order through the ingest function; the customer's id and the invocation.
+fn place_new_order(ingest: &WarmFunction) -> (String, lambda::Answer) {
+    let customer = format!("bench-cust-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let answer = ingest.invoke(&order_placed_request(&customer));
+    answered(&answer.body, "statusCode", json!(202));
+    (customer, answer)
 }
 
 fn answered(body: &str, field: &str, expected: Value) {
@@ -137,18 +149,14 @@ fn invocations(c: &mut Criterion) {
     let ingest = WarmFunction::start(&dir.join("ingest"), &overrides);
     let mut customers = Vec::new();
     bench_function_both(&mut group, "ingest: order_placed, new customer (receipt, 3 schedules)", &ingest, || {
-        let customer = format!("bench-cust-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        let answer = ingest.invoke(&order_placed_request(&customer));
-        answered(&answer.body, "statusCode", json!(202));
+        let (customer, answer) = place_new_order(&ingest);
         customers.push(customer);
         answer.duration
     });
 
     // Customers to open emails (the order bench's, or a few of their own when it was filtered out).
     while customers.len() < 20 {
-        let customer = format!("bench-cust-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        answered(&ingest.invoke(&order_placed_request(&customer)).body, "statusCode", json!(202));
-        customers.push(customer);
+        customers.push(place_new_order(&ingest).0);
     }
     let feedback = WarmFunction::start(&dir.join("feedback"), &overrides);
     let mut turn = 0;
@@ -167,7 +175,7 @@ fn invocations(c: &mut Criterion) {
         }
         while due.queue.is_empty() {
             // More orders, more schedules (not timed: the ingest function makes them).
-            answered(&ingest.invoke(&order_placed_request(&format!("bench-cust-{}", NEXT.fetch_add(1, Ordering::Relaxed)))).body, "statusCode", json!(202));
+            place_new_order(&ingest);
             runtime.block_on(due.refill());
         }
         let input = due.queue.pop_front().expect("a due step");
