@@ -106,14 +106,12 @@ async fn measure_store(flows: FlowSet, path: &PathBuf) -> Result<PerOrder, crate
         (Some(first), Some(last)) => (first.at, last.at),
         _ => return Err(BadInput(format!("--events: {} has no events", path.display()))),
     };
-    let orders = events.iter().filter(|e| e.event_type == "order_placed").count();
+    let orders = events.iter().filter(|e| e.event.event_type.as_str() == "order_placed").count();
     if orders == 0 {
         return Err(BadInput(format!("--events: {} has no order_placed event; cost is counted per order", path.display())));
     }
     let model = crate::engagement::EngagementModel::new(1, crate::engagement::TYPICAL);
-    // Each line is parsed at its turn, as `simulate` does.
-    let values = events.iter().map(|e| e.value().map_err(|e| anyhow::anyhow!(e.0.clone())));
-    let usage = measure_each(flows, values, last + Duration::days(400), Some(Box::new(model))).await.map_err(|e| BadInput(format!("{e:#}")))?;
+    let usage = measure_each(flows, events.iter().map(|e| &e.event), last + Duration::days(400), Some(Box::new(model))).await.map_err(|e| BadInput(format!("{e:#}")))?;
     let basis = format!(
         "at the mix of {}: {} events, {orders} orders over {} days, then 400 days of flows; {:.2} emails per order",
         path.display(),

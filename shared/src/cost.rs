@@ -264,23 +264,20 @@ impl Recipients for SesEvents {
 /// deliveries, opens, clicks…) runs through the feedback service too and is metered like
 /// everything else; without, it is estimated at [`FEEDBACK_EVENTS_PER_EMAIL`].
 pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<chrono::Utc>, recipients: Option<Box<dyn Recipients>>) -> anyhow::Result<Usage> {
-    measure_each(flows, events.iter().cloned().map(Ok), until, recipients).await
+    let events = events.iter().enumerate().map(|(i, value)| Event::parse(value).map_err(|e| anyhow::anyhow!("event {i}: {}: {}", e.field, e.message))).collect::<anyhow::Result<Vec<_>>>()?;
+    measure_each(flows, &events, until, recipients).await
 }
 
-/// As [`measure`], with the events produced one at a time (a year of a large store does not
-/// fit in memory as parsed JSON).
-pub async fn measure_each(
+/// As [`measure`], for events already parsed (the simulator's, read once from a file).
+pub async fn measure_each<E: std::borrow::Borrow<Event>>(
     flows: FlowSet,
-    events: impl IntoIterator<Item = anyhow::Result<Value>>,
+    events: impl IntoIterator<Item = E>,
     until: chrono::DateTime<chrono::Utc>,
     recipients: Option<Box<dyn Recipients>>,
 ) -> anyhow::Result<Usage> {
     let mut events = events.into_iter().peekable();
     let store = Arc::new(MeteredStore::default());
-    let start = match events.peek() {
-        Some(Ok(first)) => Event::parse(first).map_or(until, |e| e.occurred_at_utc()),
-        _ => until,
-    };
+    let start = events.peek().map_or(until, |first| first.borrow().occurred_at_utc());
     let mut simulation = Simulation::with_store(flows, start, store.clone())?;
     let measured_feedback = recipients.is_some();
     if let Some(recipients) = recipients {
@@ -290,7 +287,7 @@ pub async fn measure_each(
     for event in events {
         storefront_events += 1;
         let before = simulation.scheduler.fired();
-        simulation.ingest(&event?).await?;
+        simulation.ingest_event(event.borrow()).await?;
         steps += simulation.scheduler.fired() - before;
     }
     let before = simulation.scheduler.fired();

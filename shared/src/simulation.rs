@@ -73,11 +73,16 @@ impl Simulation {
     /// Sends and skips come back in time order.
     pub async fn ingest(&self, value: &Value) -> Result<Vec<SendReport>, ServiceError> {
         let event = Event::parse(value).map_err(|error| ServiceError::Invalid { index: None, error })?;
+        self.ingest_event(&event).await
+    }
+
+    /// As [`Simulation::ingest`], for an event already parsed.
+    pub async fn ingest_event(&self, event: &Event) -> Result<Vec<SendReport>, ServiceError> {
         let at = event.occurred_at_utc();
         let mut reports = self.run_until(at).await?;
         self.clock.set(at.max(self.clock_now()));
         let before = reports.len();
-        self.app.ingest_event(&event, &mut reports).await?;
+        self.app.ingest_event(event, &mut reports).await?;
         self.answer(&reports[before..]);
         Ok(reports)
     }
