@@ -157,7 +157,7 @@ pub struct EmailFeedback {
 impl Event {
     /// Parses one envelope. The first problem found is returned, naming its field.
     pub fn parse(value: &Value) -> Result<Event, FieldError> {
-        let root = ObjectReader::new("", value)?;
+        let root = ObjectReader::new(smol_str::SmolStr::default(), value)?;
         let id = root.required_parsed("id", EventId::parse)?;
         let event_type = root.required_parsed("type", EventType::parse)?;
         let occurred_at = root.required_parsed("occurred_at", |s| {
@@ -254,7 +254,7 @@ fn parse_items(r: &ObjectReader<'_>) -> Result<Vec<LineItem>, FieldError> {
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let item = ObjectReader::new(&format!("{}[{i}]", r.path_of("items")), item)?;
+            let item = ObjectReader::new(smol_str::format_smolstr!("{}[{i}]", r.path_of("items")), item)?;
             Ok(LineItem {
                 sku: required_text(&item, "sku")?,
                 name: item.text("name", MAX_TEXT)?,

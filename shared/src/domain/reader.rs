@@ -2,32 +2,35 @@
 //! names the exact field (`order.items[1].quantity`).
 
 use serde_json::{Map, Value};
+use smol_str::{format_smolstr, SmolStr};
 
 use super::values::ValueError;
 use super::FieldError;
 
 pub(crate) struct ObjectReader<'a> {
-    path: String,
+    /// A `SmolStr`: every path of a typical event (`order.items[2]`) is short enough to be
+    /// built without allocating, and the path is built for every object read, error or not.
+    path: SmolStr,
     object: &'a Map<String, Value>,
 }
 
 impl<'a> ObjectReader<'a> {
-    pub fn new(path: &str, value: &'a Value) -> Result<Self, FieldError> {
+    pub fn new(path: SmolStr, value: &'a Value) -> Result<Self, FieldError> {
         match value {
-            Value::Object(object) => Ok(Self { path: path.to_owned(), object }),
+            Value::Object(object) => Ok(Self { path, object }),
             other => Err(FieldError::new(
-                if path.is_empty() { "$" } else { path },
+                if path.is_empty() { "$" } else { path.as_str() },
                 "invalid_type",
                 format!("expected a JSON object, got {}", kind(other)),
             )),
         }
     }
 
-    pub fn path_of(&self, key: &str) -> String {
+    pub fn path_of(&self, key: &str) -> SmolStr {
         if self.path.is_empty() {
-            key.to_owned()
+            SmolStr::new(key)
         } else {
-            format!("{}.{key}", self.path)
+            format_smolstr!("{}.{key}", self.path)
         }
     }
 
@@ -37,7 +40,7 @@ impl<'a> ObjectReader<'a> {
     }
 
     pub fn object(&self, key: &str) -> Result<Option<ObjectReader<'a>>, FieldError> {
-        self.get(key).map(|v| ObjectReader::new(&self.path_of(key), v)).transpose()
+        self.get(key).map(|v| ObjectReader::new(self.path_of(key), v)).transpose()
     }
 
     pub fn required_object(&self, key: &str) -> Result<ObjectReader<'a>, FieldError> {
