@@ -90,8 +90,8 @@ pub fn run(args: SimulateArgs) -> ExitCode {
 pub(crate) struct InputEvent {
     pub line: usize,
     /// Parsed once, when the file is read: kept as text it was parsed again at its turn, a
-    /// seventh of the run (BENCHMARKS.md). An `Event` takes less memory than the text and far
-    /// less than its JSON `Value`.
+    /// seventh of the run. An `Event` takes a little more memory than its text and far less
+    /// than its JSON `Value` (BENCHMARKS.md, items 8 and 26).
     pub event: Event,
     pub at: DateTime<Utc>,
 }

@@ -264,7 +264,11 @@ impl Recipients for SesEvents {
 /// deliveries, opens, clicks…) runs through the feedback service too and is metered like
 /// everything else; without, it is estimated at [`FEEDBACK_EVENTS_PER_EMAIL`].
 pub async fn measure(flows: FlowSet, events: &[Value], until: chrono::DateTime<chrono::Utc>, recipients: Option<Box<dyn Recipients>>) -> anyhow::Result<Usage> {
-    let events = events.iter().enumerate().map(|(i, value)| Event::parse(value).map_err(|e| anyhow::anyhow!("event {i}: {}: {}", e.field, e.message))).collect::<anyhow::Result<Vec<_>>>()?;
+    let events = events
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Event::parse(value).map_err(|error| crate::service::ServiceError::Invalid { index: Some(i), error }))
+        .collect::<Result<Vec<_>, _>>()?;
     measure_each(flows, &events, until, recipients).await
 }
 
