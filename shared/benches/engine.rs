@@ -80,7 +80,7 @@ fn ingest(c: &mut Criterion) {
     // What the DynamoDB adapter adds around a decision: the state item is deflated JSON.
     group.bench_function("  part: deflate a known customer's state (DynamoDB commit)", |b| b.iter(|| state.to_deflated_json().unwrap()));
     let deflated = state.to_deflated_json().unwrap();
-    group.bench_function("  part: inflate it (DynamoDB load)", |b| b.iter(|| aftercare_core::domain::CustomerState::from_deflated_json(&deflated).unwrap()));
+    group.bench_function("  part: inflate it (DynamoDB load)", |b| b.iter(|| aftercare_core::domain::CustomerState::from_deflated_json(&deflated, aftercare_core::domain::Deflated::CURRENT).unwrap()));
     group.bench_function("  part: decide (email_opened, known customer)", |b| {
         b.iter_batched(|| state.clone(), |state| decide(&flows, Some(state), Input::Event(&one_open), at("2026-11-20T03:00:00Z")), criterion::BatchSize::SmallInput)
     });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aftercare_core::aws::{AwsAdapters, Settings};
-use aftercare_core::domain::{CustomerId, CustomerState};
+use aftercare_core::domain::{CustomerId, CustomerState, Deflated};
 use aftercare_core::engine::DueStep;
 use aftercare_core::flow::FlowSet;
 use aftercare_core::memory::ManualClock;
@@ -110,40 +110,52 @@ async fn dynamodb_store_passes_the_store_contract() {
     left_sorted.sort();
     assert_eq!(left_sorted, vec!["D#evt-1".to_owned(), "S".to_owned()], "only the new customer's items");
     let state = items.iter().find(|i| text(i).contains("ddb-erase-me") && i.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == "S")).unwrap();
-    let deflated = state.get("state_z").and_then(|v| v.as_b().ok()).expect("the state is stored deflated in state_z");
-    let stored = serde_json::to_string(&CustomerState::from_deflated_json(deflated.as_ref()).unwrap()).unwrap();
+    let deflated = state.get("state_z1").and_then(|v| v.as_b().ok()).expect("the state is stored deflated in state_z1");
+    let stored = serde_json::to_string(&CustomerState::from_deflated_json(deflated.as_ref(), Deflated::CURRENT).unwrap()).unwrap();
     assert!(stored.contains("ddb-erase-me") && !stored.contains("@example.jp"), "the new state holds no address of the erased customer: {stored}");
     assert!(items.iter().any(|i| i.get("pk").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with("STATS#"))), "counters are kept");
 }
 
 #[tokio::test]
-async fn a_state_item_written_as_plain_json_still_loads_and_is_rewritten_deflated() {
+async fn state_items_written_in_older_forms_still_load_and_are_rewritten_in_the_current_one() {
+    use aws_sdk_dynamodb::primitives::Blob;
     use aws_sdk_dynamodb::types::AttributeValue;
     let t = spawn_app(aftercare_core::testing::repo_flows()).await;
-    let order = aftercare_core::testing::order_placed("e1", "cust-old", "A1", "2026-11-20T10:15:00+09:00");
-    t.app.ingest_json(&[order]).await.unwrap();
-    let id = customer("cust-old");
-    let state = t.adapters.store.load(&id).await.unwrap().unwrap();
-    // What the adapter wrote before `state_z`: the same item with the JSON in `state`.
     let ddb = aws_sdk_dynamodb::Client::new(&sdk().await);
-    ddb.put_item()
-        .table_name(&t.settings.table_name)
-        .item("pk", AttributeValue::S("C#cust-old".into()))
-        .item("sk", AttributeValue::S("S".into()))
-        .item("v", AttributeValue::N(state.version.to_string()))
-        .item("state", AttributeValue::S(serde_json::to_string(&state.value).unwrap()))
-        .send()
-        .await
-        .unwrap();
-    let loaded = t.adapters.store.load(&id).await.unwrap().unwrap();
-    assert_eq!(loaded.value, state.value);
-    assert_eq!(loaded.version, state.version);
+    // What the adapter wrote before: the JSON in `state`, then deflated without a dictionary in `state_z`.
+    let plain_deflate = |json: &[u8]| {
+        let mut compressor = flate2::Compress::new(flate2::Compression::default(), false);
+        let mut out = Vec::with_capacity(json.len() + 64);
+        compressor.compress_vec(json, &mut out, flate2::FlushCompress::Finish).unwrap();
+        out
+    };
+    for (n, older) in ["state", Deflated::Plain.attribute()].into_iter().enumerate() {
+        let customer_id = format!("cust-old-{n}");
+        let order = aftercare_core::testing::order_placed(&format!("e{n}-1"), &customer_id, "A1", "2026-11-20T10:15:00+09:00");
+        t.app.ingest_json(&[order]).await.unwrap();
+        let id = customer(&customer_id);
+        let state = t.adapters.store.load(&id).await.unwrap().unwrap();
+        let json = serde_json::to_string(&state.value).unwrap();
+        let value = if older == "state" { AttributeValue::S(json) } else { AttributeValue::B(Blob::new(plain_deflate(json.as_bytes()))) };
+        ddb.put_item()
+            .table_name(&t.settings.table_name)
+            .item("pk", AttributeValue::S(format!("C#{customer_id}")))
+            .item("sk", AttributeValue::S("S".into()))
+            .item("v", AttributeValue::N(state.version.to_string()))
+            .item(older, value)
+            .send()
+            .await
+            .unwrap();
+        let loaded = t.adapters.store.load(&id).await.unwrap().unwrap();
+        assert_eq!(loaded.value, state.value, "{older}");
+        assert_eq!(loaded.version, state.version);
 
-    let shipped = aftercare_core::testing::order_shipped("e2", "cust-old", "A1", "2026-11-21T15:00:00+09:00");
-    t.app.ingest_json(&[shipped]).await.unwrap();
-    let item = ddb.get_item().table_name(&t.settings.table_name).key("pk", AttributeValue::S("C#cust-old".into())).key("sk", AttributeValue::S("S".into())).send().await.unwrap().item.unwrap();
-    assert!(item.contains_key("state_z") && !item.contains_key("state"), "the next commit writes the deflated form only: {:?}", item.keys());
-    assert_eq!(t.adapters.store.load(&id).await.unwrap().unwrap().value.profile.orders_count, 1);
+        let shipped = aftercare_core::testing::order_shipped(&format!("e{n}-2"), &customer_id, "A1", "2026-11-21T15:00:00+09:00");
+        t.app.ingest_json(&[shipped]).await.unwrap();
+        let item = ddb.get_item().table_name(&t.settings.table_name).key("pk", AttributeValue::S(format!("C#{customer_id}"))).key("sk", AttributeValue::S("S".into())).send().await.unwrap().item.unwrap();
+        assert!(item.contains_key("state_z1") && !item.contains_key(older), "after {older}, the next commit writes the current form only: {:?}", item.keys());
+        assert_eq!(t.adapters.store.load(&id).await.unwrap().unwrap().value.profile.orders_count, 1);
+    }
 }
 
 #[tokio::test]

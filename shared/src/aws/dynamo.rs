@@ -1,6 +1,7 @@
 //! The single-table store. One customer is one partition (`pk = C#<id>`):
-//!   `S`                     state: profile, enrollments, recent sends (`state_z`: the JSON,
-//!                           deflated; items written before it hold `state`, plain JSON) and version `v`
+//!   `S`                     state: profile, enrollments, recent sends (`state_z1`: the JSON,
+//!                           deflated with a preset dictionary; older items hold `state_z`,
+//!                           deflated without one, or `state`, plain JSON) and version `v`
 //!   `D#<event id>`          the event as received; its existence is the dedupe check
 //!   `T#<at>#<order>`        the timeline lines one commit wrote (decisions with reasons)
 //! Report counters live in their own partitions, `pk = STATS#<shard>`, `sk = <day>#<scope>`,
@@ -20,7 +21,7 @@ use chrono::{Duration, NaiveDate, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
 use super::classify;
-use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
+use crate::domain::{CustomerId, CustomerState, Deflated, EventId, TimelineEntry};
 use crate::ports::{Commit, CommitOutcome, PortError, Store, Versioned};
 use crate::stats::{Metric, StatCount, StatScope};
 
@@ -203,10 +204,11 @@ impl Store for DynamoStore {
     async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError> {
         let Some(item) = self.get(customer, "S".into(), "load customer").await? else { return Ok(None) };
         let version = item.get("v").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
-        let state = match (item.get("state_z").and_then(|v| v.as_b().ok()), item.get("state").and_then(|v| v.as_s().ok())) {
-            (Some(deflated), _) => CustomerState::from_deflated_json(deflated.as_ref()),
+        let deflated = [Deflated::Dictionary1, Deflated::Plain].into_iter().find_map(|how| Some((item.get(how.attribute())?.as_b().ok()?, how)));
+        let state = match (deflated, item.get("state").and_then(|v| v.as_s().ok())) {
+            (Some((deflated, how)), _) => CustomerState::from_deflated_json(deflated.as_ref(), how),
             (None, Some(json)) => serde_json::from_str(json),
-            (None, None) => return Err(PortError::Fatal(format!("customer {customer}: state item lacks state_z and state"))),
+            (None, None) => return Err(PortError::Fatal(format!("customer {customer}: state item lacks state_z1, state_z and state"))),
         };
         match version {
             Some(version) => Ok(Some(Versioned { value: state.map_err(json_error)?, version })),
@@ -226,7 +228,7 @@ impl Store for DynamoStore {
             .item("pk", pk(&commit.customer_id))
             .item("sk", s("S"))
             .item("v", AttributeValue::N(version.to_string()))
-            .item("state_z", AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(deflated)));
+            .item(Deflated::CURRENT.attribute(), AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(deflated)));
         state = match commit.expected_version {
             None => state.condition_expression("attribute_not_exists(pk)"),
             Some(expected) => state.condition_expression("v = :expected").expression_attribute_values(":expected", AttributeValue::N(expected.to_string())),

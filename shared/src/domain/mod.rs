@@ -8,6 +8,7 @@ mod stored;
 mod values;
 
 pub use customer::{CustomerState, Enrollment, Name, Profile, SendRecord, TimelineEntry, TimelineKind};
+pub use stored::{Deflated, STATE_DICTIONARY_1};
 pub use event::{
     BounceType, Checkout, CustomerFields, EmailFeedback, Event, LineItem, Order, Review, Shipment,
     MAX_PROPERTIES_BYTES,
