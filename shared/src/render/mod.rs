@@ -256,6 +256,11 @@ impl Renderer {
     pub fn render_subject(&self, send: &SendIntent) -> Result<RenderedEmail, RenderError> {
         let locale = self.choose_locale(&send.template, &send.profile);
         let template = self.template(&send.template, &locale, "subject")?;
+        // Without a `{` there is no tag, expression or comment: the subject is its own text
+        // (most default subjects), so no context is built and nothing runs.
+        if !template.source().contains('{') {
+            return Ok(RenderedEmail { locale, subject: one_line(template.source().to_owned()), preheader: String::new(), html: String::new(), text: String::new() });
+        }
         let reads = self.subject_reads(&template);
         let context = self.context(send, &locale, Links::default(), "", |name| reads.as_ref().is_none_or(|reads| reads.contains(name)));
         let subject = template

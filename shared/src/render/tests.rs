@@ -182,11 +182,17 @@ fn a_subject_rendered_alone_is_the_subject_of_the_whole_email() {
     files.push(("hello2.yaml".into(), "id: hello2\ncategory: transactional\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: hi, send: hello2}\n".into()));
     files.push(("templates/ja/hello2.mjml".into(), "---\nsubject: \"{% include 'ja/_name.mjml' %}さん\"\n---\n<mjml><mj-body></mj-body></mjml>".into()));
     files.push(("templates/ja/_name.mjml".into(), "{{ customer.first_name }}".into()));
+    // No template syntax, over lines: the subject-only render takes it as its own text.
+    files.push(("hello3.yaml".into(), "id: hello3\ncategory: transactional\ntrigger: {event: order_placed}\nkey: order\nsteps:\n  - {id: hi, send: hello3}\n".into()));
+    files.push(("templates/ja/hello3.mjml".into(), "---\nsubject: |\n  Thank you,\n    dear reader  \n\n---\n<mjml><mj-body></mj-body></mjml>".into()));
     let flows = crate::flow::FlowSet::from_files(files).unwrap();
     let renderer = Renderer::new(&flows).unwrap();
     // A subject that includes another template reads what that one reads.
     let send = super::sample::sample_send(&flows, "hello2", "ja", now).unwrap();
     assert_eq!(renderer.render_subject(&send).unwrap().subject, "花子さん");
+    let plain = super::sample::sample_send(&flows, "hello3", "ja", now).unwrap();
+    assert_eq!(renderer.render_subject(&plain).unwrap().subject, "Thank you, dear reader");
+    assert_eq!(renderer.render(&plain, links).unwrap().subject, "Thank you, dear reader");
     let mut send = super::sample::sample_send(&flows, "hello", "ja", now).unwrap();
     send.enrollment.variant = Some("b".into());
     let alone = renderer.render_subject(&send).unwrap().subject;
