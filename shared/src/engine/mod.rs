@@ -54,7 +54,14 @@ impl DueStep {
             hasher.update(part.as_bytes());
             hasher.update([0u8]);
         }
-        format!("ac-{}", &hex::encode(hasher.finalize())[..48])
+        // The first 24 bytes of the digest in hex, written in place (no intermediate strings).
+        let mut name = [0u8; 51];
+        name[..3].copy_from_slice(b"ac-");
+        let digest = hasher.finalize();
+        match hex::encode_to_slice(&digest[..24], &mut name[3..]).ok().and_then(|()| std::str::from_utf8(&name).ok()) {
+            Some(name) => name.to_owned(),
+            None => format!("ac-{}", &hex::encode(digest)[..48]),
+        }
     }
 }
 
