@@ -111,11 +111,12 @@ async fn measure_store(flows: FlowSet, path: &PathBuf) -> Result<PerOrder, crate
         return Err(BadInput(format!("--events: {} has no order_placed event; cost is counted per order", path.display())));
     }
     let model = crate::engagement::EngagementModel::new(1, crate::engagement::TYPICAL);
-    let usage = measure_each(flows, events.iter().map(|e| &e.event), last + Duration::days(400), Some(Box::new(model))).await.map_err(|e| BadInput(format!("{e:#}")))?;
+    let count = events.len();
+    // Consumed: each event is freed once run, so the store's states grow into its memory.
+    let usage = measure_each(flows, events.into_iter().map(|e| e.event), last + Duration::days(400), Some(Box::new(model))).await.map_err(|e| BadInput(format!("{e:#}")))?;
     let basis = format!(
-        "at the mix of {}: {} events, {orders} orders over {} days, then 400 days of flows; {:.2} emails per order",
+        "at the mix of {}: {count} events, {orders} orders over {} days, then 400 days of flows; {:.2} emails per order",
         path.display(),
-        events.len(),
         (last - first).num_days() + 1,
         usage.ses_sends / orders as f64,
     );

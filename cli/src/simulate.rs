@@ -134,7 +134,9 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     let print_sends = !args.report || args.output.out.is_some();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for event in &events {
+    // Consumed: each event is freed once run, and the states that grow meanwhile reuse its
+    // memory (BENCHMARKS.md, item 31).
+    for event in events {
         let number = event.line;
         match simulation.ingest_event(&event.event).await {
             Ok(reports) if print_sends => print_reports(&reports, args.show_skipped, &mut out),
