@@ -55,13 +55,13 @@ impl DueStep {
             hasher.update([0u8]);
         }
         // The first 24 bytes of the digest in hex, written in place (no intermediate strings).
-        let mut name = [0u8; 51];
-        name[..3].copy_from_slice(b"ac-");
-        let digest = hasher.finalize();
-        match hex::encode_to_slice(&digest[..24], &mut name[3..]).ok().and_then(|()| std::str::from_utf8(&name).ok()) {
-            Some(name) => name.to_owned(),
-            None => format!("ac-{}", &hex::encode(digest)[..48]),
-        }
+        let mut digits = [0u8; 48];
+        // Cannot fail: 24 bytes are exactly 48 digits.
+        let _ = hex::encode_to_slice(&hasher.finalize()[..24], &mut digits);
+        let mut name = String::with_capacity(3 + digits.len());
+        name.push_str("ac-");
+        name.push_str(&String::from_utf8_lossy(&digits));
+        name
     }
 }
 
