@@ -14,8 +14,10 @@ pub fn loopback_endpoint() -> Result<String, String> {
     }
 }
 
+/// The SDK as the Lambdas configure it (their HTTP client, checked once), pointed at moto.
 pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint).region("ap-northeast-1").load().await
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint).region("ap-northeast-1");
+    aftercare_core::aws::tls::with_https_client(loader, aftercare_core::aws::tls::TrustedRoots::Amazon).expect("the Lambdas' HTTP client").load().await
 }
 
 /// The single table of DESIGN.md: `pk` and `sk`, on demand.

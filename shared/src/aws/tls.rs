@@ -9,6 +9,12 @@
 
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use aws_smithy_http_client::Builder;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::{RuntimeComponents, RuntimeComponentsBuilder};
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::ConfigError;
 
@@ -47,13 +53,57 @@ pub fn with_https_client(loader: aws_config::ConfigLoader, roots: TrustedRoots) 
         .with_trust_store(roots.trust_store())
         .build()
         .map_err(|e| ConfigError(format!("TLS settings: {e}")))?;
-    Ok(loader.http_client(Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https()))
+    let https = Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc)).tls_context(context).build_https();
+    Ok(loader.http_client(ValidatedOnce::new(https)))
+}
+
+/// One HTTPS client shared by the four service clients, checked once rather than by each.
+/// The SDK's client checks itself by building a whole TLS connector (the trust store parsed,
+/// a rustls configuration made) and dropping it, so that a bad trust store fails at start
+/// rather than at the first request; each service client asks again, with the same settings,
+/// which made four connectors at every cold start for one answer (BENCHMARKS.md).
+#[derive(Debug)]
+pub struct ValidatedOnce {
+    inner: SharedHttpClient,
+    validated: AtomicBool,
+}
+
+impl ValidatedOnce {
+    pub fn new(inner: SharedHttpClient) -> SharedHttpClient {
+        SharedHttpClient::new(ValidatedOnce { inner, validated: AtomicBool::new(false) })
+    }
+}
+
+impl HttpClient for ValidatedOnce {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        self.inner.http_connector(settings, components)
+    }
+
+    fn validate_base_client_config(&self, components: &RuntimeComponentsBuilder, cfg: &ConfigBag) -> Result<(), BoxError> {
+        if self.validated.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // A failure is not remembered: each client that asks gets the error.
+        self.inner.validate_base_client_config(components, cfg)?;
+        self.validated.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn validate_final_config(&self, components: &RuntimeComponents, cfg: &ConfigBag) -> Result<(), BoxError> {
+        self.inner.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.inner.connector_metadata()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
+    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+    use std::sync::Arc;
 
     fn der_certificates(pem: &str) -> Vec<Vec<u8>> {
         use base64::Engine;
@@ -87,6 +137,46 @@ mod tests {
         assert_eq!(TrustedRoots::parse(Some("system")).unwrap(), TrustedRoots::System);
         let error = TrustedRoots::parse(Some("mozilla")).unwrap_err().to_string();
         assert!(error.contains("AFTERCARE_TLS_ROOTS") && error.contains("mozilla"), "{error}");
+    }
+
+    /// Counts how often the SDK asks it to check itself; never asked to connect.
+    #[derive(Debug, Clone, Default)]
+    struct CountingClient(Arc<AtomicUsize>);
+
+    impl HttpClient for CountingClient {
+        fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+            unimplemented!("these tests make no request")
+        }
+        fn validate_base_client_config(&self, _: &RuntimeComponentsBuilder, _: &ConfigBag) -> Result<(), BoxError> {
+            self.0.fetch_add(1, AtomicOrdering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// The four service clients the Lambdas build, on one HTTP client; how often it was checked.
+    async fn checks_for_four_clients(http_client: SharedHttpClient, counter: &AtomicUsize) -> usize {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http_client)
+            .region(aws_config::Region::new("ap-northeast-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+            .load()
+            .await;
+        let before = counter.load(AtomicOrdering::SeqCst);
+        let _clients = (
+            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_scheduler::Client::new(&sdk),
+            aws_sdk_sesv2::Client::new(&sdk),
+            aws_sdk_eventbridge::Client::new(&sdk),
+        );
+        counter.load(AtomicOrdering::SeqCst) - before
+    }
+
+    #[tokio::test]
+    async fn the_shared_https_client_is_checked_once_not_by_each_service_client() {
+        let bare = CountingClient::default();
+        assert_eq!(checks_for_four_clients(SharedHttpClient::new(bare.clone()), &bare.0).await, 4, "the SDK checks its HTTP client once per service client");
+        let wrapped = CountingClient::default();
+        assert_eq!(checks_for_four_clients(ValidatedOnce::new(SharedHttpClient::new(wrapped.clone())), &wrapped.0).await, 1);
     }
 
     #[test]
