@@ -36,7 +36,6 @@ pub const ENV: &[(&str, &str)] = &[
     ("DLQ_ARN", "arn:aws:sqs:ap-northeast-1:123456789012:aftercare-dlq"),
     ("UNSUBSCRIBE_SECRET", "0909090909090909090909090909090909090909090909090909090909090909"),
     ("PUBLIC_BASE_URL", "https://api.example.com"),
-    ("MIMALLOC_ALLOW_THP", "0"),
     // sha256("bench"): the ingest key is `bench`.
     ("API_KEY_HASHES", "1b32c28cb38c05480eccc1bd60ff97029b57a05c96718b96dad7e9d84894f549"),
 ];

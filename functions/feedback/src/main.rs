@@ -1,9 +1,5 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
-// Measured against glibc malloc in BENCHMARKS.md (cold start and warm invocations).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();

@@ -1,10 +1,6 @@
 use aftercare_core::service::api::{AccessKeys, ApiKeys};
 use lambda_http::{service_fn, Error, Request};
 
-// Measured against glibc malloc in BENCHMARKS.md (cold start and warm invocations).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();

@@ -144,22 +144,3 @@ where
         _ => crate::ports::PortError::Retryable(message),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    /// The environment template.yaml gives every function.
-    fn global_environment() -> serde_yaml::Mapping {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-        let text = std::fs::read_to_string(path).expect("template.yaml");
-        // CloudFormation's short tags (`!Ref`, `!Sub`) are plain tagged values to serde_yaml.
-        let template: serde_yaml::Value = serde_yaml::from_str(&text).expect("template.yaml is YAML");
-        template["Globals"]["Function"]["Environment"]["Variables"].as_mapping().expect("Globals.Function.Environment.Variables").clone()
-    }
-
-    #[test]
-    fn the_functions_run_mimalloc_without_transparent_huge_pages() {
-        // Read by mimalloc before main runs, so it can only come from the environment.
-        let variables = global_environment();
-        assert_eq!(variables.get("MIMALLOC_ALLOW_THP").and_then(|v| v.as_str()), Some("0"));
-    }
-}
