@@ -7,6 +7,8 @@
 //!   cargo build --release -p ingest -p step -p feedback -p aftercare-tests --bins
 //!   cargo bench -p aftercare-tests --bench cold_start
 //! `AFTERCARE_BIN_DIR` overrides where the binaries are looked for (default target/release).
+//! First it starts all four in turn, 200 rounds (`AFTERCARE_COLD_START_ROUNDS`), and prints
+//! each one's median next to the floor's and its page faults; then criterion times each.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -20,8 +22,18 @@ use criterion::{criterion_group, criterion_main, Criterion};
 mod lambda;
 use lambda::bin_dir;
 
+/// One cold start: the time to the first poll, and the page faults the process took until then.
+struct ColdStart {
+    elapsed: Duration,
+    minor_faults: u64,
+}
+
 /// Starts the binary against a fresh stub and returns when its first poll arrives.
 fn first_poll(binary: &Path) -> Duration {
+    first_start(binary).elapsed
+}
+
+fn first_start(binary: &Path) -> ColdStart {
     let listener = TcpListener::bind("127.0.0.1:0").expect("stub listens");
     let address = listener.local_addr().expect("stub address").to_string();
     let started = Instant::now();
@@ -37,12 +49,44 @@ fn first_poll(binary: &Path) -> Duration {
         request.extend_from_slice(&buffer[..n]);
     }
     let elapsed = started.elapsed();
+    // Read while the process waits for its first event: /proc/<pid>/stat field 10.
+    let minor_faults = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(7)?.parse().ok()))
+        .unwrap_or(0);
     let line = String::from_utf8_lossy(&request);
     assert!(line.starts_with("GET /2018-06-01/runtime/invocation/next"), "unexpected first request from {}: {line}", binary.display());
     let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n");
     let _ = child.kill();
     let _ = child.wait();
-    elapsed
+    ColdStart { elapsed, minor_faults }
+}
+
+/// Every binary started in turn, round after round. The shared VM this runs on changes speed
+/// over minutes, and criterion times one binary after another, so its ratios to the floor
+/// carry that drift; here each round starts all of them within milliseconds.
+fn interleaved(dir: &Path, names: &[&str], rounds: usize) {
+    let mut times = vec![Vec::with_capacity(rounds); names.len()];
+    let mut faults = vec![0u64; names.len()];
+    for _ in 0..rounds {
+        for (i, name) in names.iter().enumerate() {
+            let start = first_start(&dir.join(name));
+            times[i].push(start.elapsed);
+            faults[i] += start.minor_faults;
+        }
+    }
+    let quartiles = |t: &mut Vec<Duration>| {
+        t.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        (ms(t[t.len() / 4]), ms(t[t.len() / 2]), ms(t[t.len() * 3 / 4]))
+    };
+    let medians: Vec<(f64, f64, f64)> = times.iter_mut().map(quartiles).collect();
+    eprintln!("interleaved, {rounds} rounds: process start → first poll (p25 median p75), page faults per start");
+    for (i, name) in names.iter().enumerate() {
+        let (p25, median, p75) = medians[i];
+        let ratio = median / medians[0].1;
+        eprintln!("  {name:20} {p25:.2} {median:.2} {p75:.2} ms  {ratio:.2}× the floor  {} faults", faults[i] / rounds as u64);
+    }
 }
 
 fn cold_start(c: &mut Criterion) {
@@ -55,6 +99,11 @@ fn cold_start(c: &mut Criterion) {
             dir.display()
         );
         return;
+    }
+    // AFTERCARE_COLD_START_ROUNDS=0 skips the interleaved pass.
+    let rounds = std::env::var("AFTERCARE_COLD_START_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(200);
+    if rounds > 0 {
+        interleaved(&dir, &names, rounds);
     }
     let mut group = c.benchmark_group("cold_start");
     group.sample_size(30).measurement_time(Duration::from_secs(10));
