@@ -75,16 +75,18 @@ fn interleaved(dir: &Path, names: &[&str], rounds: usize) {
             faults[i] += start.minor_faults;
         }
     }
+    // (p25, median, p75) in milliseconds.
     let quartiles = |t: &mut Vec<Duration>| {
         t.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         (ms(t[t.len() / 4]), ms(t[t.len() / 2]), ms(t[t.len() * 3 / 4]))
     };
-    let medians: Vec<(f64, f64, f64)> = times.iter_mut().map(quartiles).collect();
+    let spreads: Vec<(f64, f64, f64)> = times.iter_mut().map(quartiles).collect();
+    let floor_median = spreads[0].1;
     eprintln!("interleaved, {rounds} rounds: process start → first poll (p25 median p75), page faults per start");
     for (i, name) in names.iter().enumerate() {
-        let (p25, median, p75) = medians[i];
-        let ratio = median / medians[0].1;
+        let (p25, median, p75) = spreads[i];
+        let ratio = median / floor_median;
         eprintln!("  {name:20} {p25:.2} {median:.2} {p75:.2} ms  {ratio:.2}× the floor  {} faults", faults[i] / rounds as u64);
     }
 }

@@ -7,14 +7,15 @@
 //! platform store (for an HTTPS `AWS_ENDPOINT_URL` that is not AWS, or a region such as
 //! China's whose endpoints use other issuers).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use aws_smithy_http_client::Builder;
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
 use aws_smithy_runtime_api::client::runtime_components::{RuntimeComponents, RuntimeComponentsBuilder};
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::ConfigError;
 
