@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{CustomerId, CustomerState, Event, EventId, TimelineEntry};
-use crate::engine::DueStep;
 use crate::stats::StatCount;
 
 /// Failures of an adapter. `Retryable` ones (throttling, network) are worth another try.
@@ -63,12 +62,7 @@ pub trait Store: Send + Sync {
     async fn erase(&self, customer: &CustomerId) -> Result<(), PortError>;
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScheduledStep {
-    pub name: String,
-    pub at: DateTime<Utc>,
-    pub due: DueStep,
-}
+pub use crate::engine::ScheduledStep;
 
 #[async_trait]
 pub trait Scheduler: Send + Sync {

@@ -98,8 +98,10 @@ pub fn enrollment_tag(enrollment_id: &str) -> String {
     hex::encode(&Sha256::digest(enrollment_id.as_bytes())[..8])
 }
 
+/// A one-time schedule to create: the engine's decision and what `Scheduler::create` takes,
+/// so the service hands it over without a copy.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ScheduleIntent {
+pub struct ScheduledStep {
     pub name: String,
     pub at: DateTime<Utc>,
     pub due: DueStep,
@@ -108,7 +110,7 @@ pub struct ScheduleIntent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Send(SendIntent),
-    Schedule(ScheduleIntent),
+    Schedule(ScheduledStep),
     Unschedule { name: String },
 }
 
@@ -574,7 +576,7 @@ impl<'f> Run<'f> {
         enrollment.generation = state.last_generation;
         enrollment.due_at = Some(at);
         let due = DueStep::of(&state.profile.id, &enrollment);
-        self.effects.push(Effect::Schedule(ScheduleIntent { name: due.schedule_name(), at, due }));
+        self.effects.push(Effect::Schedule(ScheduledStep { name: due.schedule_name(), at, due }));
         state.enrollments.push(Arc::new(enrollment));
     }
 

@@ -19,7 +19,7 @@ use tracing::{instrument, warn};
 use crate::domain::{CustomerId, CustomerState, Event, FieldError, TimelineEntry, TimelineKind};
 use crate::engine::{self, Decision, DueStep, Effect, Input, SendIntent};
 use crate::flow::{Category, FlowSet};
-use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, PortError, Publisher, ScheduledStep, Scheduler, Store};
+use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, PortError, Publisher, Scheduler, Store};
 use crate::render::Renderer;
 
 pub const MAX_BATCH: usize = 100;
@@ -225,8 +225,12 @@ impl App {
     /// `known_only`: drop the input (feedback for an erased customer) rather than create the customer.
     async fn process(&self, customer: &CustomerId, input: Input<'_>, reports: &mut Vec<SendReport>, known_only: bool) -> Result<Processed, ServiceError> {
         let ports = &self.ports;
-        // Transactional sends already delivered in this invocation, by (enrollment, step).
-        let mut delivered: HashMap<(String, String), (String, SendReport)> = HashMap::new();
+        // Transactional sends already delivered in this invocation: (enrollment, step), and
+        // the message id and report. One or two, so a list searched by reference.
+        let mut delivered: Vec<((String, String), (String, SendReport))> = Vec::new();
+        let delivered_index = |delivered: &[((String, String), (String, SendReport))], send: &SendIntent| {
+            delivered.iter().position(|((enrollment, step), _)| *enrollment == send.enrollment_id && *step == send.step_id)
+        };
         let mut committed = None;
         for _ in 0..MAX_ATTEMPTS {
             // An event's state and its dedupe marker are read at once: on DynamoDB, one
@@ -256,35 +260,35 @@ impl App {
             if !decision.changed {
                 return Ok(Processed::Stale);
             }
-            let transactional: Vec<SendIntent> = decision.sends().filter(|s| s.category == Category::Transactional).cloned().collect();
-            for send in transactional {
-                let key = (send.enrollment_id.clone(), send.step_id.clone());
-                if !delivered.contains_key(&key) {
-                    match self.deliver(&send).await {
+            // By index: `mark` changes the decision's timeline and state while the send stays put.
+            let transactional: Vec<usize> = (0..decision.effects.len())
+                .filter(|&i| matches!(&decision.effects[i], Effect::Send(s) if s.category == Category::Transactional))
+                .collect();
+            for i in transactional {
+                let Effect::Send(send) = &decision.effects[i] else { continue };
+                let done = match delivered_index(&delivered, send) {
+                    Some(done) => done,
+                    None => match self.deliver(send).await {
                         Ok(done) => {
-                            delivered.insert(key.clone(), done);
+                            delivered.push(((send.enrollment_id.clone(), send.step_id.clone()), done));
+                            delivered.len() - 1
                         }
                         Err(DeliverError::Port(e)) => return Err(e.into()),
                         Err(DeliverError::Render(why)) => {
-                            mark(&mut decision, &send, TimelineKind::Failed, None, Some(why));
+                            mark(&mut decision, i, TimelineKind::Failed, None, Some(why));
                             continue;
                         }
-                    }
-                }
-                if let Some((message_id, _)) = delivered.get(&key) {
-                    mark(&mut decision, &send, TimelineKind::Sent, Some(message_id.clone()), None);
-                }
+                    },
+                };
+                let message_id = delivered[done].1 .0.clone();
+                mark(&mut decision, i, TimelineKind::Sent, Some(message_id), None);
             }
             // Independent and idempotent, so made together: an order schedules three or more.
-            let schedules: Vec<ScheduledStep> = decision
-                .effects
-                .iter()
-                .filter_map(|effect| match effect {
-                    Effect::Schedule(s) => Some(ScheduledStep { name: s.name.clone(), at: s.at, due: s.due.clone() }),
-                    _ => None,
-                })
-                .collect();
-            try_join_all(schedules.iter().map(|step| ports.scheduler.create(step))).await?;
+            let schedules = decision.effects.iter().filter_map(|effect| match effect {
+                Effect::Schedule(step) => Some(ports.scheduler.create(step)),
+                _ => None,
+            });
+            try_join_all(schedules).await?;
             let event = match &input {
                 Input::Event(e) => Some(*e),
                 Input::Due(_) => None,
@@ -316,8 +320,8 @@ impl App {
         reports.extend(skipped);
         for send in decision.sends() {
             if send.category == Category::Transactional {
-                if let Some((_, report)) = delivered.remove(&(send.enrollment_id.clone(), send.step_id.clone())) {
-                    reports.push(report);
+                if let Some(done) = delivered_index(&delivered, send) {
+                    reports.push(delivered.swap_remove(done).1 .1);
                 }
                 continue;
             }
@@ -435,21 +439,23 @@ enum DeliverError {
     Port(PortError),
 }
 
-/// Records the outcome of a send the engine decided, on its timeline line and send record.
-fn mark(decision: &mut Decision, send: &SendIntent, kind: TimelineKind, message_id: Option<String>, reason: Option<String>) {
-    for entry in &mut decision.timeline {
+/// Records the outcome of the send `decision.effects[effect]`, on its timeline line and send record.
+fn mark(decision: &mut Decision, effect: usize, kind: TimelineKind, message_id: Option<String>, reason: Option<String>) {
+    let Decision { effects, timeline, state, stats, .. } = decision;
+    let Some(Effect::Send(send)) = effects.get(effect) else { return };
+    for entry in timeline {
         if entry.kind == TimelineKind::Sent && entry.flow.as_deref() == Some(&send.flow) && entry.step_id.as_deref() == Some(&send.step_id) {
             entry.kind = kind;
             entry.message_id.clone_from(&message_id);
             entry.reason.clone_from(&reason);
         }
     }
-    if let Some(record) = decision.state.recent_sends.iter_mut().rev().find(|r| r.flow == send.flow && r.step_id == send.step_id) {
+    if let Some(record) = state.recent_sends.iter_mut().rev().find(|r| r.flow == send.flow && r.step_id == send.step_id) {
         record.message_id = message_id.map(Into::into);
         if kind == TimelineKind::Failed {
             // Never sent: not counted as sent either.
             let scope = crate::stats::StatScope::Email(record.stats_key());
-            decision.stats.retain(|s| !(s.metric == crate::stats::Metric::Sent && s.scope == scope));
+            stats.retain(|s| !(s.metric == crate::stats::Metric::Sent && s.scope == scope));
         }
     }
 }

@@ -313,6 +313,8 @@ struct Watched {
     scheduler: crate::memory::MemoryScheduler,
     reads: Overlap,
     creates: Overlap,
+    /// Commits still to refuse as version conflicts (another writer got there first).
+    conflicts: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -324,6 +326,10 @@ impl Store for Watched {
         self.reads.around(self.store.event_seen(customer, event)).await
     }
     async fn commit(&self, commit: crate::ports::Commit<'_>) -> Result<crate::ports::CommitOutcome, crate::ports::PortError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.conflicts.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Ok(crate::ports::CommitOutcome::VersionConflict);
+        }
         self.store.commit(commit).await
     }
     async fn append_timeline(&self, customer: &CustomerId, entries: &[crate::domain::TimelineEntry]) -> Result<(), crate::ports::PortError> {
@@ -366,4 +372,25 @@ async fn an_events_reads_and_an_orders_schedules_are_made_at_once() {
     assert_eq!(watched.creates.most(), scheduled, "all of an order's schedules are made together");
     let again = app.ingest_json(&[order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")]).await.unwrap();
     assert_eq!(again.duplicates, 1, "read together, the marker still stops a replay");
+}
+
+/// A conflict decides afresh, but a receipt delivered before it is not delivered again: the
+/// second decision's receipt is matched to the first's message and report.
+#[tokio::test]
+async fn a_receipt_sent_before_a_version_conflict_is_not_sent_again() {
+    let watched = std::sync::Arc::new(Watched { conflicts: 2.into(), ..Watched::default() });
+    let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
+    let ports = super::Ports { store: watched.clone(), scheduler: watched.clone(), ..m.app.ports.clone() };
+    let app = super::App::new(repo_flows(), ports).unwrap();
+    let mut reports = Vec::new();
+    let event = crate::domain::Event::parse(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
+    app.ingest_event(&event, &mut reports).await.unwrap();
+    assert_eq!(watched.conflicts.load(std::sync::atomic::Ordering::SeqCst), 0, "both conflicts were met");
+    assert_eq!(m.mailer.sent().len(), 1, "one receipt over three decisions");
+    let sent: Vec<_> = reports.iter().filter(|r| r.status == "sent").collect();
+    assert_eq!(sent.len(), 1, "{reports:?}");
+    assert_eq!((sent[0].flow.as_str(), sent[0].message_id.as_deref()), ("order_confirmation", Some("mem-1")));
+    let state = watched.store.load(&customer("c1")).await.unwrap().expect("the third commit landed").value;
+    let receipt = state.recent_sends.iter().find(|s| s.flow == "order_confirmation").expect("the receipt's send record");
+    assert_eq!(receipt.message_id.as_deref(), Some("mem-1"), "the committed record carries the first delivery's message id");
 }
