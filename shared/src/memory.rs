@@ -1,6 +1,7 @@
 //! In-memory adapters: the twins of the real ones, for tests and the simulator.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -11,6 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
+use crate::engine::DueStep;
 use crate::stats::{Metric, StatCount, StatScope};
 use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, OutgoingEmail, PortError, Publisher, ScheduledStep, Scheduler, Store, Versioned};
 
@@ -115,16 +117,53 @@ impl Store for MemoryStore {
     }
 }
 
-/// Pending schedules by name; the simulator and tests fire them with `take_due`.
+/// Pending schedules by name; the simulator and tests fire them with `take_next_due`.
 #[derive(Default)]
 pub struct MemoryScheduler {
-    /// By name (hashed: names are 64-character digests, slow to order in a tree of thousands).
-    pending: Mutex<HashMap<String, ScheduledStep>>,
-    /// (due time, name): the next due schedule without scanning them all.
-    by_time: Mutex<BTreeSet<(DateTime<Utc>, String)>>,
+    schedules: Mutex<Schedules>,
     pub created: AtomicU64,
     pub deleted: AtomicU64,
     fired: AtomicU64,
+}
+
+#[derive(Default)]
+struct Schedules {
+    /// By name (hashed: names are 64-character digests).
+    pending: HashMap<String, (DateTime<Utc>, DueStep)>,
+    /// Soonest first, in (due time, name) order. A deleted schedule's entry stays until it
+    /// comes up and is skipped (found no longer pending at that time): cheaper than removing it.
+    queue: BinaryHeap<Reverse<Queued>>,
+}
+
+/// A queue entry, ordered by time, then by name: the name's first 16 bytes as one number
+/// order it as the bytes would, so only names sharing those compare as text.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Queued {
+    at: DateTime<Utc>,
+    prefix: u128,
+    name: String,
+}
+
+impl Queued {
+    fn new(at: DateTime<Utc>, name: String) -> Self {
+        let mut first = [0u8; 16];
+        let len = name.len().min(16);
+        first[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Self { at, prefix: u128::from_be_bytes(first), name }
+    }
+}
+
+impl Schedules {
+    /// The soonest pending entry, skipping (and dropping) deleted ones.
+    fn soonest(&mut self) -> Option<&Queued> {
+        while let Some(Reverse(next)) = self.queue.peek() {
+            if self.pending.get(&next.name).is_some_and(|(at, _)| *at == next.at) {
+                break;
+            }
+            self.queue.pop();
+        }
+        self.queue.peek().map(|Reverse(next)| next)
+    }
 }
 
 impl MemoryScheduler {
@@ -136,21 +175,23 @@ impl MemoryScheduler {
         self.fired.load(Ordering::Relaxed) as usize
     }
     pub fn pending(&self) -> Vec<ScheduledStep> {
-        let mut all: Vec<_> = lock(&self.pending).values().cloned().collect();
+        let schedules = lock(&self.schedules);
+        let mut all: Vec<_> = schedules.pending.iter().map(|(name, (at, due))| ScheduledStep { name: name.clone(), at: *at, due: due.clone() }).collect();
         all.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(&b.name)));
         all
     }
     /// When the earliest pending schedule is due.
     pub fn next_due_at(&self) -> Option<DateTime<Utc>> {
-        lock(&self.by_time).first().map(|(at, _)| *at)
+        lock(&self.schedules).soonest().map(|next| next.at)
     }
     /// The earliest schedule due at or before `until`, removed from the pending set.
     pub fn take_next_due(&self, until: DateTime<Utc>) -> Option<ScheduledStep> {
-        let mut by_time = lock(&self.by_time);
-        by_time.first().filter(|(at, _)| *at <= until)?;
-        let (_, name) = by_time.pop_first()?;
+        let mut schedules = lock(&self.schedules);
+        schedules.soonest().filter(|next| next.at <= until)?;
+        let Reverse(next) = schedules.queue.pop()?;
+        let (at, due) = schedules.pending.remove(&next.name)?;
         self.fired.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pending).remove(&name)
+        Some(ScheduledStep { name: next.name, at, due })
     }
 }
 
@@ -158,18 +199,16 @@ impl MemoryScheduler {
 impl Scheduler for MemoryScheduler {
     async fn create(&self, step: &ScheduledStep) -> Result<(), PortError> {
         self.created.fetch_add(1, Ordering::Relaxed);
-        let mut pending = lock(&self.pending);
-        if !pending.contains_key(&step.name) {
-            pending.insert(step.name.clone(), step.clone());
-            lock(&self.by_time).insert((step.at, step.name.clone()));
+        let mut schedules = lock(&self.schedules);
+        if !schedules.pending.contains_key(&step.name) {
+            schedules.pending.insert(step.name.clone(), (step.at, step.due.clone()));
+            schedules.queue.push(Reverse(Queued::new(step.at, step.name.clone())));
         }
         Ok(())
     }
     async fn delete(&self, name: &str) -> Result<(), PortError> {
         self.deleted.fetch_add(1, Ordering::Relaxed);
-        if let Some(step) = lock(&self.pending).remove(name) {
-            lock(&self.by_time).remove(&(step.at, step.name));
-        }
+        lock(&self.schedules).pending.remove(name);
         Ok(())
     }
 }
@@ -265,6 +304,76 @@ impl Clock for ManualClock {
 mod tests {
     use super::*;
     use crate::testing::{at, order_placed, repo_flows};
+
+    fn step(name: &str, at_: &str) -> ScheduledStep {
+        let due = DueStep { customer_id: CustomerId::parse("c1").unwrap(), enrollment_id: "f:k".into(), step_id: name.into(), generation: 1 };
+        ScheduledStep { name: name.into(), at: at(at_), due }
+    }
+
+    fn drain(scheduler: &MemoryScheduler, until: &str) -> Vec<(String, DateTime<Utc>)> {
+        std::iter::from_fn(|| scheduler.take_next_due(at(until)).map(|s| (s.name, s.at))).collect()
+    }
+
+    #[tokio::test]
+    async fn schedules_fire_by_time_then_name_once_each_and_deleted_ones_never() {
+        let scheduler = MemoryScheduler::new();
+        for s in [step("b", "2026-11-20T02:00:00Z"), step("a", "2026-11-20T02:00:00Z"), step("c", "2026-11-20T01:00:00Z"), step("c", "2026-11-20T09:00:00Z")] {
+            scheduler.create(&s).await.unwrap();
+        }
+        scheduler.create(&step("gone", "2026-11-20T00:30:00Z")).await.unwrap();
+        scheduler.delete("gone").await.unwrap();
+        assert_eq!(scheduler.pending().len(), 3, "a second create of a pending name changes nothing");
+        assert_eq!(scheduler.next_due_at(), Some(at("2026-11-20T01:00:00Z")), "the deleted one is not next");
+        assert_eq!(drain(&scheduler, "2026-11-20T01:30:00Z"), [("c".to_owned(), at("2026-11-20T01:00:00Z"))]);
+        // Deleted, then made again at another time: it fires once, at the new time.
+        scheduler.delete("b").await.unwrap();
+        scheduler.create(&step("b", "2026-11-20T03:00:00Z")).await.unwrap();
+        assert_eq!(drain(&scheduler, "2026-11-21T00:00:00Z"), [("a".to_owned(), at("2026-11-20T02:00:00Z")), ("b".to_owned(), at("2026-11-20T03:00:00Z"))]);
+        assert_eq!((scheduler.next_due_at(), scheduler.fired()), (None, 3));
+    }
+
+    proptest::proptest! {
+        /// Against a model (a sorted set of (time, name)): the same steps fire in the same order,
+        /// whatever the creates and deletes, and names sharing long prefixes order as text.
+        #[test]
+        fn the_queue_fires_what_a_sorted_set_would(ops in proptest::collection::vec((0u8..3, 0usize..6, 0i64..4), 0..60)) {
+            let names = ["a", "ab", "abcdefghijklmnopq", "abcdefghijklmnopr", "abcdefghijklmnop", "b"];
+            let scheduler = MemoryScheduler::new();
+            let mut model: std::collections::BTreeMap<String, DateTime<Utc>> = Default::default();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let start = at("2026-11-20T00:00:00Z");
+            let mut fired = Vec::new();
+            let mut expected = Vec::new();
+            for (op, name, hours) in ops {
+                let name = names[name];
+                let when = start + chrono::Duration::hours(hours);
+                match op {
+                    0 => {
+                        runtime.block_on(scheduler.create(&ScheduledStep { at: when, ..step(name, "2026-11-20T00:00:00Z") })).unwrap();
+                        model.entry(name.to_owned()).or_insert(when);
+                    }
+                    1 => {
+                        runtime.block_on(scheduler.delete(name)).unwrap();
+                        model.remove(name);
+                    }
+                    _ => {
+                        let until = start + chrono::Duration::hours(hours);
+                        fired.extend(std::iter::from_fn(|| scheduler.take_next_due(until).map(|s| (s.at, s.name))));
+                        let mut due: Vec<_> = model.iter().filter(|(_, at)| **at <= until).map(|(n, at)| (*at, n.clone())).collect();
+                        due.sort();
+                        for (_, n) in &due {
+                            model.remove(n);
+                        }
+                        expected.extend(due);
+                    }
+                }
+                let mut pending: Vec<_> = model.iter().map(|(n, at)| (*at, n.clone())).collect();
+                pending.sort();
+                proptest::prop_assert_eq!(scheduler.next_due_at(), pending.first().map(|(at, _)| *at));
+            }
+            proptest::prop_assert_eq!(fired, expected);
+        }
+    }
 
     /// The simulator's ports keep state and counters but no timelines or published events;
     /// what it prints (sends) and reports (counters) is the same.
