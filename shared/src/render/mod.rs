@@ -298,9 +298,22 @@ impl Renderer {
         let p = &send.profile;
         let mut vars: Vec<(&'static str, V)> = Vec::with_capacity(20);
         if FROM_EVENT.iter().any(|name| wanted(name)) {
-            let event = V::from_serialize(send.trigger());
+            let trigger = send.trigger();
+            // The whole event only when the template reads `event`; else only the parts it
+            // reads (a subject's `order.number` need not serialize the customer and items
+            // twice over). Absent parts are undefined, as on the serialized event.
+            let event = wanted("event").then(|| V::from_serialize(trigger));
             for name in FROM_EVENT.into_iter().filter(|name| wanted(name)) {
-                let value = if name == "event" { event.clone() } else { event.get_attr(name).unwrap_or(V::UNDEFINED) };
+                let value = match (&event, name) {
+                    (Some(event), "event") => event.clone(),
+                    (Some(event), _) => event.get_attr(name).unwrap_or(V::UNDEFINED),
+                    (None, "order") => trigger.order.as_ref().map_or(V::UNDEFINED, V::from_serialize),
+                    (None, "shipment") => trigger.shipment.as_ref().map_or(V::UNDEFINED, V::from_serialize),
+                    (None, "checkout") => trigger.checkout.as_ref().map_or(V::UNDEFINED, V::from_serialize),
+                    (None, "review") => trigger.review.as_ref().map_or(V::UNDEFINED, V::from_serialize),
+                    (None, "properties") if !trigger.properties.is_empty() => V::from_serialize(&trigger.properties),
+                    (None, _) => V::UNDEFINED,
+                };
                 vars.push((name, value));
             }
         }

@@ -199,3 +199,32 @@ fn a_subject_rendered_alone_is_the_subject_of_the_whole_email() {
     assert_eq!(alone, renderer.render(&send, links).unwrap().subject);
     assert_eq!(alone, "#1001 ヤマト運輸 CK-1 True False order_placed GRINDER-HAND,KETTLE-GOOSENECK,MUG-STONE BEANS-ETHIOPIA-200 花子 5 b ja Aftercare Coffee Roasters hello hi transactional");
 }
+
+/// A template that does not read `event` gets each part serialized alone: the same values as
+/// the parts of the serialized event, and undefined where the event has none.
+#[test]
+fn event_parts_alone_equal_the_parts_of_the_whole_event() {
+    let flows = repo_flows();
+    let renderer = Renderer::new(&flows).unwrap();
+    let parts = ["order", "shipment", "checkout", "review", "properties"];
+    let mut shipped = order_shipped("e2", "c1", "A1", "2026-11-21T10:00:00+09:00");
+    shipped["properties"] = json!({"gift": true, "note": "はい"});
+    for value in [order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00"), shipped] {
+        let event = Event::parse(&value).unwrap();
+        let mut state = CustomerState::new(crate::domain::CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
+        state.profile.email = Some(crate::domain::EmailAddress::parse("c1@example.jp").unwrap());
+        let decision = decide(&flows, Some(state), Input::Event(&event), at("2026-11-22T01:00:00Z"));
+        let send = decision.sends().next().expect("one send");
+        let alone = renderer.context(send, "ja", super::Links::default(), "", |name| parts.contains(&name));
+        let whole = renderer.context(send, "ja", super::Links::default(), "", |name| name == "event");
+        let event_value = whole.get_attr("event").unwrap();
+        for part in parts {
+            let (got, want) = (alone.get_attr(part).unwrap(), event_value.get_attr(part).unwrap());
+            assert_eq!(got, want, "{part} of {}", event.event_type.as_str());
+            assert_eq!(got.is_undefined(), want.is_undefined(), "{part} of {}", event.event_type.as_str());
+        }
+        assert!(!alone.get_attr("order").unwrap().is_undefined());
+        assert_eq!(alone.get_attr("shipment").unwrap().is_undefined(), event.shipment.is_none());
+        assert_eq!(alone.get_attr("properties").unwrap().is_undefined(), event.properties.is_empty());
+    }
+}
