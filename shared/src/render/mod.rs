@@ -102,6 +102,11 @@ fn template_parts(name: &str, source: &str) -> Result<Vec<(&'static str, String)
 
 /// Headers must be one line: no CR/LF from customer data can reach them.
 fn one_line(text: String) -> String {
+    // Most subjects are one line already: kept as they are, without a copy.
+    if !text.contains(['\r', '\n']) {
+        let trimmed = text.trim();
+        return if trimmed.len() == text.len() { text } else { trimmed.to_owned() };
+    }
     text.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ")
 }
 

@@ -228,3 +228,12 @@ fn event_parts_alone_equal_the_parts_of_the_whole_event() {
         assert_eq!(alone.get_attr("properties").unwrap().is_undefined(), event.properties.is_empty());
     }
 }
+
+proptest::proptest! {
+    /// The one-line fast path gives what splitting, trimming and joining gives.
+    #[test]
+    fn one_line_joins_the_trimmed_non_empty_lines(text in "[ a\\t\\r\\nあ]{0,12}") {
+        let slow = text.split(['\r', '\n']).map(str::trim).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
+        proptest::prop_assert_eq!(super::one_line(text), slow);
+    }
+}
