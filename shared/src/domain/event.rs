@@ -250,11 +250,12 @@ fn parse_items(r: &ObjectReader<'_>) -> Result<Vec<LineItem>, FieldError> {
     if items.len() > MAX_ITEMS {
         return Err(FieldError::new(r.path_of("items"), "too_many", format!("{} has more than {MAX_ITEMS} items", r.path_of("items"))));
     }
+    let path = r.path_of("items");
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let item = ObjectReader::new(smol_str::format_smolstr!("{}[{i}]", r.path_of("items")), item)?;
+            let item = ObjectReader::new(smol_str::format_smolstr!("{path}[{i}]"), item)?;
             Ok(LineItem {
                 sku: required_text(&item, "sku")?,
                 name: item.text("name", MAX_TEXT)?,

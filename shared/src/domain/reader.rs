@@ -106,13 +106,17 @@ impl<'a> ObjectReader<'a> {
 
     /// A decimal amount given as a string or a JSON number (read from its text, never as a float).
     pub fn money(&self, key: &str) -> Result<Option<super::Money>, FieldError> {
+        let number;
         let text = match self.get(key) {
             None => return Ok(None),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.as_str(),
+            Some(Value::Number(n)) => {
+                number = n.to_string();
+                number.as_str()
+            }
             Some(other) => return Err(self.wrong_type(key, "a decimal string or number", other)),
         };
-        super::Money::parse(&text)
+        super::Money::parse(text)
             .map(Some)
             .map_err(|why| FieldError::new(self.path_of(key), "invalid", format!("{}: {why}", self.path_of(key))))
     }
