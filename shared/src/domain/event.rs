@@ -4,6 +4,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::json::{Json, JsonDoc};
 use super::reader::ObjectReader;
 use super::values::{Currency, CustomerId, EmailAddress, EventId, EventType, Locale, Money, TimeZone};
 use super::FieldError;
@@ -157,6 +158,16 @@ pub struct EmailFeedback {
 impl Event {
     /// Parses one envelope. The first problem found is returned, naming its field.
     pub fn parse(value: &Value) -> Result<Event, FieldError> {
+        Self::parse_json(value)
+    }
+
+    /// `parse`, from a document parsed as a `JsonDoc` (input read as text): the same rules
+    /// and errors, without building a `Value` first.
+    pub fn parse_doc(doc: &JsonDoc<'_>) -> Result<Event, FieldError> {
+        Self::parse_json(doc)
+    }
+
+    fn parse_json<J: Json>(value: &J) -> Result<Event, FieldError> {
         let root = ObjectReader::new(smol_str::SmolStr::default(), value)?;
         let id = root.required_parsed("id", EventId::parse)?;
         let event_type = root.required_parsed("type", EventType::parse)?;
@@ -170,10 +181,10 @@ impl Event {
         let checkout = root.object("checkout")?.map(|c| parse_checkout(&c).map(Box::new)).transpose()?;
         let review = root.object("review")?.map(|r| parse_review(&r).map(Box::new)).transpose()?;
         let email = root.object("email")?.map(|e| parse_email(&e).map(Box::new)).transpose()?;
-        let properties = match root.get("properties") {
+        let properties = match root.get("properties").map(|p| p.to_map().ok_or(p)) {
             None => Map::new(),
-            Some(Value::Object(map)) => {
-                let size = serde_json::to_vec(map).map(|v| v.len()).unwrap_or(usize::MAX);
+            Some(Ok(map)) => {
+                let size = serde_json::to_vec(&map).map(|v| v.len()).unwrap_or(usize::MAX);
                 if size > MAX_PROPERTIES_BYTES {
                     return Err(FieldError::new(
                         "properties",
@@ -181,11 +192,9 @@ impl Event {
                         format!("properties must be at most 32 KiB of JSON, got {size} bytes"),
                     ));
                 }
-                map.clone()
+                map
             }
-            Some(other) => {
-                return Err(FieldError::new("properties", "invalid_type", format!("properties must be an object, got {}", super::reader::kind(other))))
-            }
+            Some(Err(other)) => return Err(FieldError::new("properties", "invalid_type", format!("properties must be an object, got {}", other.kind()))),
         };
         let event = Event { id, event_type, occurred_at, customer, order, shipment, checkout, review, email, properties };
         event.check_required_parts()?;
@@ -221,7 +230,7 @@ impl Event {
     }
 }
 
-fn parse_customer(c: &ObjectReader<'_>) -> Result<CustomerFields, FieldError> {
+fn parse_customer<J: Json>(c: &ObjectReader<'_, J>) -> Result<CustomerFields, FieldError> {
     Ok(CustomerFields {
         id: c.required_parsed("id", CustomerId::parse)?,
         email: c.parsed("email", EmailAddress::parse)?,
@@ -237,7 +246,7 @@ fn parse_customer(c: &ObjectReader<'_>) -> Result<CustomerFields, FieldError> {
     })
 }
 
-fn required_text(r: &ObjectReader<'_>, key: &str) -> Result<String, FieldError> {
+fn required_text<J: Json>(r: &ObjectReader<'_, J>, key: &str) -> Result<String, FieldError> {
     let text = r.text(key, 128)?.ok_or_else(|| FieldError::required(r.path_of(key)))?;
     if text.is_empty() {
         return Err(FieldError::new(r.path_of(key), "invalid", format!("{} must not be empty", r.path_of(key))));
@@ -245,7 +254,7 @@ fn required_text(r: &ObjectReader<'_>, key: &str) -> Result<String, FieldError> 
     Ok(text)
 }
 
-fn parse_items(r: &ObjectReader<'_>) -> Result<Vec<LineItem>, FieldError> {
+fn parse_items<J: Json>(r: &ObjectReader<'_, J>) -> Result<Vec<LineItem>, FieldError> {
     let Some(items) = r.array("items")? else { return Ok(Vec::new()) };
     if items.len() > MAX_ITEMS {
         return Err(FieldError::new(r.path_of("items"), "too_many", format!("{} has more than {MAX_ITEMS} items", r.path_of("items"))));
@@ -272,7 +281,7 @@ fn parse_items(r: &ObjectReader<'_>) -> Result<Vec<LineItem>, FieldError> {
         .collect()
 }
 
-fn parse_order(o: &ObjectReader<'_>) -> Result<Order, FieldError> {
+fn parse_order<J: Json>(o: &ObjectReader<'_, J>) -> Result<Order, FieldError> {
     Ok(Order {
         id: required_text(o, "id")?,
         number: o.text("number", 128)?,
@@ -282,7 +291,7 @@ fn parse_order(o: &ObjectReader<'_>) -> Result<Order, FieldError> {
     })
 }
 
-fn parse_shipment(s: &ObjectReader<'_>) -> Result<Shipment, FieldError> {
+fn parse_shipment<J: Json>(s: &ObjectReader<'_, J>) -> Result<Shipment, FieldError> {
     Ok(Shipment {
         carrier: s.text("carrier", 128)?,
         tracking_number: s.text("tracking_number", 128)?,
@@ -293,7 +302,7 @@ fn parse_shipment(s: &ObjectReader<'_>) -> Result<Shipment, FieldError> {
     })
 }
 
-fn parse_checkout(c: &ObjectReader<'_>) -> Result<Checkout, FieldError> {
+fn parse_checkout<J: Json>(c: &ObjectReader<'_, J>) -> Result<Checkout, FieldError> {
     Ok(Checkout {
         id: required_text(c, "id")?,
         url: c.text("url", MAX_URL)?,
@@ -303,7 +312,7 @@ fn parse_checkout(c: &ObjectReader<'_>) -> Result<Checkout, FieldError> {
     })
 }
 
-fn parse_review(r: &ObjectReader<'_>) -> Result<Review, FieldError> {
+fn parse_review<J: Json>(r: &ObjectReader<'_, J>) -> Result<Review, FieldError> {
     Ok(Review {
         order_id: required_text(r, "order_id")?,
         sku: r.text("sku", 128)?,
@@ -311,7 +320,7 @@ fn parse_review(r: &ObjectReader<'_>) -> Result<Review, FieldError> {
     })
 }
 
-fn parse_email(e: &ObjectReader<'_>) -> Result<EmailFeedback, FieldError> {
+fn parse_email<J: Json>(e: &ObjectReader<'_, J>) -> Result<EmailFeedback, FieldError> {
     Ok(EmailFeedback {
         flow: e.text("flow", 64)?,
         step: e.text("step", 64)?,
@@ -340,6 +349,99 @@ mod tests {
             "order": {"id": "A1001", "number": "#1001", "total": 12800, "currency": "JPY",
                       "items": [{"sku": "COFFEE-1KG", "quantity": 1, "unit_price": "3200"}]}
         })
+    }
+
+    /// Both readings of one text: through a `Value`, and through a `JsonDoc`.
+    fn both_ways(text: &str) -> (Result<Event, FieldError>, Result<Event, FieldError>) {
+        let value: Value = serde_json::from_str(text).unwrap();
+        let doc: JsonDoc = serde_json::from_str(text).unwrap();
+        (Event::parse(&value), Event::parse_doc(&doc))
+    }
+
+    /// A value for a mutated field: each JSON type, and strings and numbers near the rules'
+    /// edges (lengths, ranges, formats).
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (0u64..300).prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-zA-Z0-9@._:+ -]{0,12}".prop_map(Value::from),
+            Just(Value::from("x".repeat(1001))),
+            Just(Value::from("2026-11-20T10:15:00+09:00")),
+            Just(Value::from("1990-02-30")),
+            Just(Value::from("12.50")),
+            Just(Value::from("-3")),
+            Just(Value::from("é\"\\\n")),
+            Just(serde_json::json!([])),
+            Just(serde_json::json!(["A", ""])),
+            Just(serde_json::json!({})),
+            Just(serde_json::json!({"sku": "S"})),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever a field holds, both readings agree: the same event, or the same error.
+        #[test]
+        fn a_json_doc_reads_as_a_value_does(
+            edits in proptest::collection::vec((0usize..30, any_json()), 0..4),
+            remove in proptest::option::of(0usize..30),
+        ) {
+            let paths: [&[&str]; 30] = [
+                &["id"], &["type"], &["occurred_at"], &["customer"], &["customer", "id"], &["customer", "email"],
+                &["customer", "first_name"], &["customer", "locale"], &["customer", "timezone"], &["customer", "birthday"],
+                &["customer", "marketing_consent"], &["customer", "has_account"], &["order"], &["order", "id"],
+                &["order", "total"], &["order", "currency"], &["order", "items"], &["order", "number"],
+                &["shipment"], &["shipment", "estimated_delivery"], &["checkout"], &["review"], &["review", "rating"],
+                &["email"], &["email", "bounce_type"], &["properties"], &["properties", "gift"],
+                &["order", "items", "0"], &["order", "items", "0", "quantity"], &["order", "items", "0", "related_skus"],
+            ];
+            let mut value = order_placed();
+            value["order"]["items"][0]["related_skus"] = serde_json::json!(["BEANS"]);
+            value["properties"] = serde_json::json!({"gift": true});
+            for (path, new) in edits {
+                let mut at = &mut value;
+                for key in &paths[path][..paths[path].len() - 1] {
+                    at = match key.parse::<usize>() {
+                        Ok(i) if at.is_array() => &mut at[i],
+                        _ if at.is_object() => &mut at[*key],
+                        _ => break,
+                    };
+                }
+                if at.is_object() {
+                    at[*paths[path].last().unwrap()] = new;
+                }
+            }
+            if let Some(path) = remove {
+                let (last, parents) = paths[path].split_last().unwrap();
+                let mut at = Some(&mut value);
+                for key in parents {
+                    at = at.and_then(|v| if v.is_object() { v.get_mut(*key) } else { None });
+                }
+                if let Some(object) = at.and_then(Value::as_object_mut) {
+                    object.remove(*last);
+                }
+            }
+            let text = value.to_string();
+            let (from_value, from_doc) = both_ways(&text);
+            proptest::prop_assert_eq!(from_value, from_doc, "{}", text);
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_and_escapes_read_the_same_both_ways() {
+        let text = r#"{"id":"evt-0","id":"evt-1","type":"order_placed","occurred_at":"2026-11-20T10:15:00+09:00",
+            "customer":{"id":"cust-1","email":"hanako@example.jp","first_name":"\u82b1\u5b50 \"H\""},
+            "order":{"id":"A1","items":[{"sku":"S","quantity":1}],"items":[{"sku":"T\/2","quantity":2,"unit_price":1.50}]},
+            "properties":{"b":1,"a":{"x":[1,"y",null]},"b":2}}"#;
+        let (from_value, from_doc) = both_ways(text);
+        let event = from_doc.unwrap();
+        assert_eq!(Ok(&event), from_value.as_ref());
+        assert_eq!((event.id.as_str(), event.customer.first_name.as_deref()), ("evt-1", Some("花子 \"H\"")));
+        assert_eq!(event.order.as_ref().unwrap().items[0].sku, "T/2");
+        assert_eq!(event.properties["b"], 2);
     }
 
     fn error_field(mut value: Value, edit: impl FnOnce(&mut Value)) -> String {

@@ -3,11 +3,13 @@
 
 mod customer;
 mod event;
+mod json;
 mod reader;
 mod stored;
 mod values;
 
 pub use customer::{CustomerState, Enrollment, Name, Profile, SendRecord, TimelineEntry, TimelineKind};
+pub use json::JsonDoc;
 pub use stored::{Deflated, STATE_DICTIONARY_1};
 pub use event::{
     BounceType, Checkout, CustomerFields, EmailFeedback, Event, LineItem, Order, Review, Shipment,

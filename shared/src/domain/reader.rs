@@ -1,29 +1,26 @@
 //! Reads fields out of a JSON object while keeping the dotted path, so every error
 //! names the exact field (`order.items[1].quantity`).
 
-use serde_json::{Map, Value};
 use smol_str::{format_smolstr, SmolStr};
 
+use super::json::Json;
 use super::values::ValueError;
 use super::FieldError;
 
-pub(crate) struct ObjectReader<'a> {
+/// One JSON object being read, `J` a `serde_json::Value` or a `JsonDoc`.
+pub(crate) struct ObjectReader<'a, J> {
     /// A `SmolStr`: every path of a typical event (`order.items[2]`) is short enough to be
     /// built without allocating, and the path is built for every object read, error or not.
     path: SmolStr,
-    object: &'a Map<String, Value>,
+    object: &'a J,
 }
 
-impl<'a> ObjectReader<'a> {
-    pub fn new(path: SmolStr, value: &'a Value) -> Result<Self, FieldError> {
-        match value {
-            Value::Object(object) => Ok(Self { path, object }),
-            other => Err(FieldError::new(
-                if path.is_empty() { "$" } else { path.as_str() },
-                "invalid_type",
-                format!("expected a JSON object, got {}", kind(other)),
-            )),
+impl<'a, J: Json> ObjectReader<'a, J> {
+    pub fn new(path: SmolStr, value: &'a J) -> Result<Self, FieldError> {
+        if value.is_object() {
+            return Ok(Self { path, object: value });
         }
+        Err(FieldError::new(if path.is_empty() { "$" } else { path.as_str() }, "invalid_type", format!("expected a JSON object, got {}", value.kind())))
     }
 
     pub fn path_of(&self, key: &str) -> SmolStr {
@@ -35,23 +32,22 @@ impl<'a> ObjectReader<'a> {
     }
 
     /// The value, with JSON `null` treated as absent.
-    pub fn get(&self, key: &str) -> Option<&'a Value> {
-        self.object.get(key).filter(|v| !v.is_null())
+    pub fn get(&self, key: &str) -> Option<&'a J> {
+        self.object.field(key).filter(|v| !v.is_null())
     }
 
-    pub fn object(&self, key: &str) -> Result<Option<ObjectReader<'a>>, FieldError> {
+    pub fn object(&self, key: &str) -> Result<Option<ObjectReader<'a, J>>, FieldError> {
         self.get(key).map(|v| ObjectReader::new(self.path_of(key), v)).transpose()
     }
 
-    pub fn required_object(&self, key: &str) -> Result<ObjectReader<'a>, FieldError> {
+    pub fn required_object(&self, key: &str) -> Result<ObjectReader<'a, J>, FieldError> {
         self.object(key)?.ok_or_else(|| FieldError::required(self.path_of(key)))
     }
 
     pub fn string(&self, key: &str) -> Result<Option<&'a str>, FieldError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(other) => Err(self.wrong_type(key, "a string", other)),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| self.wrong_type(key, "a string", v)),
         }
     }
 
@@ -83,49 +79,45 @@ impl<'a> ObjectReader<'a> {
     pub fn bool(&self, key: &str) -> Result<Option<bool>, FieldError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.wrong_type(key, "true or false", other)),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.wrong_type(key, "true or false", v)),
         }
     }
 
     /// A whole number in `min..=max`.
     pub fn integer(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, FieldError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
-                _ => Err(FieldError::new(
-                    self.path_of(key),
-                    "out_of_range",
-                    format!("{} must be a whole number from {min} to {max}, got {n}", self.path_of(key)),
-                )),
-            },
-            Some(other) => Err(self.wrong_type(key, "a whole number", other)),
+        let Some(value) = self.get(key) else { return Ok(None) };
+        let Some(n) = value.as_number() else { return Err(self.wrong_type(key, "a whole number", value)) };
+        match n.as_u64() {
+            Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
+            _ => Err(FieldError::new(
+                self.path_of(key),
+                "out_of_range",
+                format!("{} must be a whole number from {min} to {max}, got {n}", self.path_of(key)),
+            )),
         }
     }
 
     /// A decimal amount given as a string or a JSON number (read from its text, never as a float).
     pub fn money(&self, key: &str) -> Result<Option<super::Money>, FieldError> {
+        let Some(value) = self.get(key) else { return Ok(None) };
         let number;
-        let text = match self.get(key) {
-            None => return Ok(None),
-            Some(Value::String(s)) => s.as_str(),
-            Some(Value::Number(n)) => {
+        let text = match (value.as_str(), value.as_number()) {
+            (Some(s), _) => s,
+            (None, Some(n)) => {
                 number = n.to_string();
                 number.as_str()
             }
-            Some(other) => return Err(self.wrong_type(key, "a decimal string or number", other)),
+            (None, None) => return Err(self.wrong_type(key, "a decimal string or number", value)),
         };
         super::Money::parse(text)
             .map(Some)
             .map_err(|why| FieldError::new(self.path_of(key), "invalid", format!("{}: {why}", self.path_of(key))))
     }
 
-    pub fn array(&self, key: &str) -> Result<Option<&'a Vec<Value>>, FieldError> {
+    pub fn array(&self, key: &str) -> Result<Option<&'a [J]>, FieldError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Array(items)) => Ok(Some(items)),
-            Some(other) => Err(self.wrong_type(key, "an array", other)),
+            Some(v) => v.as_array().map(Some).ok_or_else(|| self.wrong_type(key, "an array", v)),
         }
     }
 
@@ -137,33 +129,18 @@ impl<'a> ObjectReader<'a> {
         items
             .iter()
             .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) if !s.is_empty() && s.chars().count() <= 128 => Ok(s.clone()),
-                other => Err(FieldError::new(
+            .map(|(i, v)| match v.as_str() {
+                Some(s) if !s.is_empty() && s.chars().count() <= 128 => Ok(s.to_owned()),
+                _ => Err(FieldError::new(
                     format!("{}[{i}]", self.path_of(key)),
                     "invalid_type",
-                    format!("{}[{i}] must be a string of 1–128 characters, got {}", self.path_of(key), kind(other)),
+                    format!("{}[{i}] must be a string of 1–128 characters, got {}", self.path_of(key), v.kind()),
                 )),
             })
             .collect()
     }
 
-    fn wrong_type(&self, key: &str, expected: &str, got: &Value) -> FieldError {
-        FieldError::new(
-            self.path_of(key),
-            "invalid_type",
-            format!("{} must be {expected}, got {}", self.path_of(key), kind(got)),
-        )
-    }
-}
-
-pub(crate) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+    fn wrong_type(&self, key: &str, expected: &str, got: &J) -> FieldError {
+        FieldError::new(self.path_of(key), "invalid_type", format!("{} must be {expected}, got {}", self.path_of(key), got.kind()))
     }
 }
