@@ -167,7 +167,7 @@ impl Event {
         Self::parse_json(doc)
     }
 
-    fn parse_json<J: Json>(value: &J) -> Result<Event, FieldError> {
+    pub(crate) fn parse_json<J: Json>(value: &J) -> Result<Event, FieldError> {
         let root = ObjectReader::new(smol_str::SmolStr::default(), value)?;
         let id = root.required_parsed("id", EventId::parse)?;
         let event_type = root.required_parsed("type", EventType::parse)?;

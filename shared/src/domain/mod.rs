@@ -10,6 +10,7 @@ mod values;
 
 pub use customer::{CustomerState, Enrollment, Name, Profile, SendRecord, TimelineEntry, TimelineKind};
 pub use json::JsonDoc;
+pub(crate) use json::Json;
 pub use stored::{Deflated, STATE_DICTIONARY_1};
 pub use event::{
     BounceType, Checkout, CustomerFields, EmailFeedback, Event, LineItem, Order, Review, Shipment,

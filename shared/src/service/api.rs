@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{preferences, App, ServiceError};
-use crate::domain::CustomerId;
+use crate::domain::{CustomerId, Json, JsonDoc};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -138,19 +138,18 @@ pub async fn handle(app: &App, keys: &AccessKeys, request: ApiRequest<'_>) -> Ap
     if request.body.len() > MAX_BODY_BYTES {
         return ApiResponse::error(413, "payload_too_large", format!("body is {} bytes; the limit is 1 MiB ({MAX_BODY_BYTES} bytes)", request.body.len()), None, None);
     }
-    let parsed: Value = match serde_json::from_slice(request.body) {
+    // A `JsonDoc`: the events' strings borrow from the body, and a batch is read in place.
+    let parsed: JsonDoc = match serde_json::from_slice(request.body) {
         Ok(v) => v,
         Err(e) => return ApiResponse::error(400, "invalid_json", format!("body is not valid JSON: {e}"), Some("$"), None),
     };
-    let events = match parsed {
-        Value::Object(ref map) if map.contains_key("events") => match map.get("events") {
-            Some(Value::Array(events)) if !events.is_empty() => events.clone(),
-            _ => return ApiResponse::error(400, "invalid", "events must be a non-empty array of event objects", Some("events"), None),
-        },
-        Value::Object(_) => vec![parsed],
+    let events = match (&parsed, parsed.field("events")) {
+        (JsonDoc::Object(_), Some(JsonDoc::Array(events))) if !events.is_empty() => events.as_slice(),
+        (JsonDoc::Object(_), Some(_)) => return ApiResponse::error(400, "invalid", "events must be a non-empty array of event objects", Some("events"), None),
+        (JsonDoc::Object(_), None) => std::slice::from_ref(&parsed),
         _ => return ApiResponse::error(400, "invalid_type", "body must be an event object or {\"events\": [...]}", Some("$"), None),
     };
-    match app.ingest_json(&events).await {
+    match app.ingest_docs(events).await {
         Ok(report) => ApiResponse { status: 202, body: json!({"accepted": report.accepted, "duplicates": report.duplicates}), html: None },
         Err(e) => service_error(e, "retry with the same event ids"),
     }

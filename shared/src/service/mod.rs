@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{instrument, warn};
 
-use crate::domain::{CustomerId, CustomerState, Event, FieldError, TimelineEntry, TimelineKind};
+use crate::domain::{CustomerId, CustomerState, Event, FieldError, Json, JsonDoc, TimelineEntry, TimelineKind};
 use crate::engine::{self, Decision, DueStep, Effect, Input, SendIntent};
 use crate::flow::{Category, FlowSet};
 use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, PortError, Publisher, Scheduler, Store};
@@ -145,6 +145,15 @@ impl App {
 
     /// Parses a whole batch first: one bad event refuses the batch and nothing is written.
     pub async fn ingest_json(&self, values: &[Value]) -> Result<IngestReport, ServiceError> {
+        self.ingest_parsed(values).await
+    }
+
+    /// `ingest_json`, for events parsed as `JsonDoc`s (the ingest endpoint's body).
+    pub async fn ingest_docs(&self, docs: &[JsonDoc<'_>]) -> Result<IngestReport, ServiceError> {
+        self.ingest_parsed(docs).await
+    }
+
+    async fn ingest_parsed<J: Json + Sync>(&self, values: &[J]) -> Result<IngestReport, ServiceError> {
         if values.len() > MAX_BATCH {
             return Err(ServiceError::Invalid {
                 index: None,
@@ -155,7 +164,7 @@ impl App {
         let events = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Event::parse(v).map_err(|error| ServiceError::Invalid { index: indexed.then_some(i), error }))
+            .map(|(i, v)| Event::parse_json(v).map_err(|error| ServiceError::Invalid { index: indexed.then_some(i), error }))
             .collect::<Result<Vec<_>, _>>()?;
         // One event (the usual post) is checked in `process` against the state it loads
         // anyway; a batch is checked whole first, so that one bad event writes nothing.

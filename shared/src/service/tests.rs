@@ -394,3 +394,36 @@ async fn a_receipt_sent_before_a_version_conflict_is_not_sent_again() {
     let receipt = state.recent_sends.iter().find(|s| s.flow == "order_confirmation").expect("the receipt's send record");
     assert_eq!(receipt.message_id.as_deref(), Some("mem-1"), "the committed record carries the first delivery's message id");
 }
+
+/// The body's shapes: one event, `{"events": [...]}`, and the ones refused, each naming where.
+#[tokio::test]
+async fn the_ingest_body_is_one_event_or_a_non_empty_events_list() {
+    let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
+    let keys = AccessKeys { ingest: ApiKeys::from_plain_key("secret"), admin: None };
+    let post = |body: Vec<u8>| {
+        let (app, keys) = (&m.app, &keys);
+        async move {
+            handle(app, keys, ApiRequest { method: "POST", path: "/v1/events", query: None, authorization: Some("Bearer secret"), content_type: Some("application/json"), body: &body })
+                .await
+        }
+    };
+    let one = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
+    for (body, status, field) in [
+        (json!({"events": []}), 400, "events"),
+        (json!({"events": null}), 400, "events"),
+        (json!({"events": {"id": "e1"}}), 400, "events"),
+        (json!([one.clone()]), 400, "$"),
+        (json!("order_placed"), 400, "$"),
+        (json!({"events": [one.clone(), 7]}), 400, "$"),
+    ] {
+        let response = post(serde_json::to_vec(&body).unwrap()).await;
+        assert_eq!((response.status, response.body["error"]["field"].as_str()), (status, Some(field)), "{body}: {}", response.body);
+    }
+    assert!(m.store.load(&customer("c1")).await.unwrap().is_none(), "nothing refused was written");
+    // Escapes in the text are read as the characters they stand for.
+    let text = serde_json::to_string(&json!({"events": [one]})).unwrap().replace("花子", "\\u82b1\\u5b50");
+    let response = post(text.into_bytes()).await;
+    assert_eq!((response.status, &response.body), (202, &json!({"accepted": 1, "duplicates": 0})));
+    let state = m.store.load(&customer("c1")).await.unwrap().unwrap().value;
+    assert_eq!(state.profile.first_name.as_deref(), Some("花子"));
+}
