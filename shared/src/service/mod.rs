@@ -234,12 +234,9 @@ impl App {
     /// `known_only`: drop the input (feedback for an erased customer) rather than create the customer.
     async fn process(&self, customer: &CustomerId, input: Input<'_>, reports: &mut Vec<SendReport>, known_only: bool) -> Result<Processed, ServiceError> {
         let ports = &self.ports;
-        // Transactional sends already delivered in this invocation: (enrollment, step), and
-        // the message id and report. One or two, so a list searched by reference.
-        let mut delivered: Vec<((String, String), (String, SendReport))> = Vec::new();
-        let delivered_index = |delivered: &[((String, String), (String, SendReport))], send: &SendIntent| {
-            delivered.iter().position(|((enrollment, step), _)| *enrollment == send.enrollment_id && *step == send.step_id)
-        };
+        // Transactional sends already delivered in this invocation (one or two: a list).
+        let mut delivered: Vec<Delivered> = Vec::new();
+        let delivered_index = |delivered: &[Delivered], send: &SendIntent| delivered.iter().position(|d| d.enrollment_id == send.enrollment_id && d.step_id == send.step_id);
         let mut committed = None;
         for _ in 0..MAX_ATTEMPTS {
             // An event's state and its dedupe marker are read at once: on DynamoDB, one
@@ -278,8 +275,8 @@ impl App {
                 let done = match delivered_index(&delivered, send) {
                     Some(done) => done,
                     None => match self.deliver(send).await {
-                        Ok(done) => {
-                            delivered.push(((send.enrollment_id.clone(), send.step_id.clone()), done));
+                        Ok((message_id, report)) => {
+                            delivered.push(Delivered { enrollment_id: send.enrollment_id.clone(), step_id: send.step_id.clone(), message_id, report });
                             delivered.len() - 1
                         }
                         Err(DeliverError::Port(e)) => return Err(e.into()),
@@ -289,7 +286,7 @@ impl App {
                         }
                     },
                 };
-                let message_id = delivered[done].1 .0.clone();
+                let message_id = delivered[done].message_id.clone();
                 mark(&mut decision, i, TimelineKind::Sent, Some(message_id), None);
             }
             // Independent and idempotent, so made together: an order schedules three or more.
@@ -330,7 +327,7 @@ impl App {
         for send in decision.sends() {
             if send.category == Category::Transactional {
                 if let Some(done) = delivered_index(&delivered, send) {
-                    reports.push(delivered.swap_remove(done).1 .1);
+                    reports.push(delivered.swap_remove(done).report);
                 }
                 continue;
             }
@@ -441,6 +438,15 @@ impl App {
         };
         Ok((message_id, report))
     }
+}
+
+/// A transactional send delivered before the commit, found again by (enrollment, step) when a
+/// version conflict decides afresh.
+struct Delivered {
+    enrollment_id: String,
+    step_id: String,
+    message_id: String,
+    report: SendReport,
 }
 
 enum DeliverError {
