@@ -101,10 +101,13 @@ pub(crate) struct InputEvent {
 /// time order; ties keep file order.
 pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<InputEvent>, BadInput> {
     let open = || std::fs::File::open(path).map_err(|e| BadInput(format!("cannot open {}: {e}", path.display())));
+    let file = open()?;
     // Sized once: a year of a store is ~90k events per 10k customers, and growing the list
-    // step by step copied and page-faulted it over again (~3 % of a simulation).
-    let mut events = Vec::with_capacity(count_lines(open()?).unwrap_or(0));
-    let mut reader = BufReader::new(open()?);
+    // step by step copied and page-faulted it over again (~3 % of a simulation). Only a
+    // regular file can be read twice; a pipe (`--events <(…)`) is read once, unsized.
+    let (lines, file) = if file.metadata().is_ok_and(|m| m.is_file()) { (count_lines(file).unwrap_or(0), open()?) } else { (0, file) };
+    let mut events = Vec::with_capacity(lines);
+    let mut reader = BufReader::new(file);
     let mut bytes = Vec::new();
     for line in 1.. {
         bytes.clear();
@@ -241,6 +244,27 @@ mod tests {
         std::fs::remove_file(path).ok();
         let read: Vec<_> = events.iter().map(|e| (e.event.id.as_str().to_owned(), e.line)).collect();
         assert_eq!(read, [("e2".to_owned(), 4), ("e1".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn events_from_a_pipe_are_read_once_and_all_of_them() {
+        let path = std::env::temp_dir().join(format!("aftercare-read-events-{}-fifo", std::process::id()));
+        std::fs::remove_file(&path).ok();
+        let made = std::process::Command::new("mkfifo").arg(&path).status().expect("mkfifo runs");
+        assert!(made.success());
+        let text = format!("{}\n{}\n", event("e1", "2026-11-20T10:00:00+09:00"), event("e2", "2026-11-20T11:00:00+09:00"));
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || std::fs::write(path, text).unwrap())
+        };
+        // Read on a thread: opening the pipe a second time would wait for a writer forever.
+        let (done, read) = std::sync::mpsc::channel();
+        let reading = path.clone();
+        std::thread::spawn(move || done.send(read_events(&reading).unwrap()));
+        let events = read.recv_timeout(std::time::Duration::from_secs(20)).expect("the pipe is read once, to its end");
+        writer.join().unwrap();
+        std::fs::remove_file(path).ok();
+        assert_eq!(events.iter().map(|e| e.event.id.as_str()).collect::<Vec<_>>(), ["e1", "e2"]);
     }
 
     #[test]
