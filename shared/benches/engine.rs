@@ -115,15 +115,9 @@ fn cold_start_parts(c: &mut Criterion) {
         let sources = read_flow_files();
         b.iter(|| aftercare_core::flow::FlowSet::from_files(sources.clone()).unwrap())
     });
+    // What the Lambdas do: texts borrowed from the binary, data and versions prepared by build.rs.
     group.bench_function("flows: the same, data read from its JSON form (the Lambdas)", |b| {
-        let sources = read_flow_files();
-        // What build.rs writes for each YAML file.
-        let json: std::collections::HashMap<String, String> = sources
-            .iter()
-            .filter(|(path, _)| path.ends_with(".yaml"))
-            .map(|(path, text)| (path.clone(), serde_json::to_string(&serde_yaml::from_str::<Value>(text).unwrap()).unwrap()))
-            .collect();
-        b.iter(|| aftercare_core::flow::FlowSet::from_files_prepared(sources.clone(), |path| json.get(path).map(String::as_str)).unwrap())
+        b.iter(|| aftercare_core::flow::bundled::flow_set().unwrap())
     });
     group.bench_function("renderer: compile every template (aftercare validate, dev)", |b| b.iter(|| Renderer::new(&flows).unwrap()));
     group.bench_function("renderer: compile on first use (the Lambdas)", |b| b.iter(|| Renderer::compiling_on_first_use(&flows).unwrap()));

@@ -16,6 +16,7 @@ pub use model::{
 };
 pub use store_policy::{QuietHours, Sender, StorePolicy};
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
@@ -34,8 +35,17 @@ impl FlowError {
     }
 }
 
-/// Template sources by locale, then name: `templates/ja/order_confirmation.mjml`.
-pub type TemplateSources = BTreeMap<String, BTreeMap<String, String>>;
+/// Template sources by locale, then name: `templates/ja/order_confirmation.mjml`. The bundled
+/// flows' texts are borrowed from the binary; those read from disk are owned.
+pub type TemplateSources = BTreeMap<String, BTreeMap<String, Cow<'static, str>>>;
+
+/// A YAML file as `build.rs` prepared it for the bundled flows: its data converted to JSON and,
+/// for a flow, its version (the hash of the YAML text, as [`Flow::parse`] computes it).
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared<'a> {
+    pub json: &'a str,
+    pub version: Option<&'a str>,
+}
 
 /// Everything in a `flows/` folder.
 #[derive(Debug, Clone)]
@@ -98,12 +108,12 @@ impl FlowSet {
 
     /// Builds from `(relative path, contents)` pairs; every problem is reported, not just the first.
     pub fn from_files(files: Vec<(String, String)>) -> Result<FlowSet, Vec<FlowError>> {
-        FlowSet::from_files_prepared(files, |_| None)
+        FlowSet::from_files_prepared(files.into_iter().map(|(path, text)| (path, Cow::Owned(text))).collect(), |_| None)
     }
 
-    /// As [`FlowSet::from_files`], a YAML file's data read from the JSON `prepared` has for its
-    /// path, when it has one (the bundled flows: see `build.rs`).
-    pub fn from_files_prepared<'a>(files: Vec<(String, String)>, prepared: impl Fn(&str) -> Option<&'a str>) -> Result<FlowSet, Vec<FlowError>> {
+    /// As [`FlowSet::from_files`], a YAML file's data and version taken from what `prepared` has
+    /// for its path, when it has something (the bundled flows: see `build.rs`).
+    pub fn from_files_prepared<'a>(files: Vec<(String, Cow<'static, str>)>, prepared: impl Fn(&str) -> Option<Prepared<'a>>) -> Result<FlowSet, Vec<FlowError>> {
         let mut errors = Vec::new();
         let mut store = None;
         let mut flows = Vec::new();
@@ -112,7 +122,7 @@ impl FlowSet {
         for (path, text) in files {
             let path = path.replace('\\', "/");
             if path == "store.yaml" {
-                match StorePolicy::parse_prepared(&text, prepared(&path)) {
+                match StorePolicy::parse_prepared(&text, prepared(&path).map(|p| p.json)) {
                     Ok(policy) => store = Some(policy),
                     Err(e) => errors.push(e),
                 }
@@ -121,7 +131,7 @@ impl FlowSet {
                     templates.entry(locale.to_owned()).or_default().insert(name.to_owned(), text);
                 }
             } else if path == "catalog.yaml" {
-                match Catalog::parse_prepared(&text, prepared(&path)) {
+                match Catalog::parse_prepared(&text, prepared(&path).map(|p| p.json)) {
                     Ok(c) => catalog = c,
                     Err(e) => errors.push(e),
                 }
@@ -211,38 +221,36 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> st
 #[cfg(feature = "bundled-flows")]
 pub mod bundled {
     //! The repository's `flows/` folder, compiled in (the Lambdas ship no files beside the
-    //! binary), with the JSON `build.rs` made of its YAML files, which the Lambdas read.
-    static FLOWS: include_dir::Dir<'_> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/../flows");
-    static FLOWS_AS_JSON: include_dir::Dir<'_> = include_dir::include_dir!("$OUT_DIR/bundled-flows-json");
+    //! binary), each YAML file with the form `build.rs` prepared of it, which the Lambdas read.
+    use super::Prepared;
+    use std::borrow::Cow;
+
+    /// One file of flows/, as `build.rs` embedded it.
+    struct BundledFile {
+        /// Its path in flows/, with `/` between folders.
+        path: &'static str,
+        text: &'static str,
+        /// A YAML file's data as JSON and its version.
+        prepared: Option<Prepared<'static>>,
+    }
+
+    static FILES: &[BundledFile] = include!(concat!(env!("OUT_DIR"), "/bundled_flows.rs"));
 
     /// The compiled-in flows, validated; a broken flows/ folder stops the cold start with every error.
     pub fn flow_set() -> anyhow::Result<super::FlowSet> {
-        super::FlowSet::from_files_prepared(files(), json_of).map_err(|errors| {
+        super::FlowSet::from_files_prepared(files(), prepared).map_err(|errors| {
             anyhow::anyhow!("bundled flows do not load:\n{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
         })
     }
 
-    /// Every file of flows/, by its path there.
-    pub fn files() -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        collect(&FLOWS, &mut out);
-        out
+    /// Every YAML and MJML file of flows/, by its path there; the texts are borrowed, not copied.
+    pub fn files() -> Vec<(String, Cow<'static, str>)> {
+        FILES.iter().map(|file| (file.path.to_owned(), Cow::Borrowed(file.text))).collect()
     }
 
-    /// The JSON form of a YAML file of flows/ (`store.yaml` → its data as JSON).
-    pub fn json_of(path: &str) -> Option<&'static str> {
-        FLOWS_AS_JSON.get_file(format!("{path}.json")).and_then(|f| f.contents_utf8())
-    }
-
-    fn collect(dir: &include_dir::Dir<'_>, out: &mut Vec<(String, String)>) {
-        for file in dir.files() {
-            if let Some(text) = file.contents_utf8() {
-                out.push((file.path().to_string_lossy().into_owned(), text.to_owned()));
-            }
-        }
-        for sub in dir.dirs() {
-            collect(sub, out);
-        }
+    /// The prepared form of a YAML file of flows/ (`store.yaml` → its data as JSON).
+    pub fn prepared(path: &str) -> Option<Prepared<'static>> {
+        FILES.iter().find(|file| file.path == path).and_then(|file| file.prepared)
     }
 }
 
@@ -261,7 +269,10 @@ mod bundled_tests {
         assert_eq!(bundled.catalog, on_disk.catalog);
         assert_eq!(bundled.templates, on_disk.templates);
         let yaml: Vec<String> = super::bundled::files().into_iter().map(|(p, _)| p).filter(|p| p.ends_with(".yaml") && !p.contains('/')).collect();
-        assert!(yaml.len() >= 3 && yaml.iter().all(|p| super::bundled::json_of(p).is_some_and(|j| j.starts_with('{'))), "every YAML file has its JSON: {yaml:?}");
+        assert!(
+            yaml.len() >= 3 && yaml.iter().all(|p| super::bundled::prepared(p).is_some_and(|prepared| prepared.json.starts_with('{') && prepared.version.is_some())),
+            "every YAML file has its JSON and version: {yaml:?}"
+        );
         crate::render::Renderer::new(&bundled).unwrap();
     }
 }

@@ -427,6 +427,11 @@ pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
 }
 
 
+/// A flow's version: the start of its YAML text's SHA-256, in hex (`build.rs` computes the same).
+pub(crate) fn version_of(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..6])
+}
+
 fn time_of_day(raw: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(raw, "%H:%M").map_err(|_| format!("{raw:?} is not a time of day (HH:MM)"))
 }
@@ -436,10 +441,10 @@ impl Flow {
         Flow::parse_prepared(file, text, None)
     }
 
-    /// As [`Flow::parse`], the data read from `json` when given (the same YAML, converted at
-    /// build time); the version and error lines still come from the YAML `text`.
-    pub fn parse_prepared(file: &str, text: &str, json: Option<&str>) -> Result<Flow, FlowError> {
-        let raw: RawFlow = read(file, text, json)?;
+    /// As [`Flow::parse`], the data and version taken from `prepared` when given (the same YAML,
+    /// converted and hashed at build time); error lines still come from the YAML `text`.
+    pub fn parse_prepared(file: &str, text: &str, prepared: Option<super::Prepared<'_>>) -> Result<Flow, FlowError> {
+        let raw: RawFlow = read(file, text, prepared.map(|p| p.json))?;
         let err = |needle: &str, m: String| FlowError { file: file.to_owned(), line: line_of(text, needle), message: m };
         if !is_identifier(&raw.id) {
             return Err(err("id:", format!("id {:?} must match [a-z][a-z0-9_]{{0,63}}", raw.id)));
@@ -489,7 +494,7 @@ impl Flow {
                 return Err(err(&rule.event, format!("exit_on/goals: {:?} is not an event type", rule.event)));
             }
         }
-        let version = hex::encode(&Sha256::digest(text.as_bytes())[..6]);
+        let version = prepared.and_then(|p| p.version).map_or_else(|| version_of(text), str::to_owned);
         let flow = Flow {
             id: raw.id,
             version,
