@@ -3,6 +3,8 @@
 // file is prepared here, once per build: its data as JSON, which the Lambdas read several times
 // faster than YAML, and its version, the hash `Flow::parse` would compute from the text
 // (BENCHMARKS.md, cold start). A test compares what they load with flows/ read from disk.
+// A build script reports a problem by stopping the build with its message.
+#![allow(clippy::expect_used)]
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +36,7 @@ fn main() {
             "None".to_owned()
         };
         let absolute = path.canonicalize().expect("the file exists");
-        writeln!(code, "    BundledFile {{ path: {relative:?}, text: include_str!({absolute:?}), prepared: {prepared} }},").unwrap();
+        writeln!(code, "    BundledFile {{ path: {relative:?}, text: include_str!({absolute:?}), prepared: {prepared} }},").expect("a String takes any text");
     }
     code.push_str("]\n");
     std::fs::write(out, code).expect("OUT_DIR is writable");
