@@ -207,8 +207,9 @@ fn print_reports(reports: &[SendReport], show_skipped: bool, out: &mut dyn Write
             status: r.status,
             reason: r.reason.as_deref(),
         };
-        if let Ok(json) = serde_json::to_string(&line) {
-            let _ = writeln!(out, "{json}");
+        // Straight into the buffered output: no string per line.
+        if serde_json::to_writer(&mut *out, &line).is_ok() {
+            let _ = out.write_all(b"\n");
         }
     }
 }
