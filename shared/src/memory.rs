@@ -1,7 +1,7 @@
 //! In-memory adapters: the twins of the real ones, for tests and the simulator.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use dary_heap::QuaternaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -132,7 +132,7 @@ struct Schedules {
     pending: HashMap<String, (DateTime<Utc>, DueStep)>,
     /// Soonest first, in (due time, name) order. A deleted schedule's entry stays until it
     /// comes up and is skipped (found no longer pending at that time): cheaper than removing it.
-    queue: BinaryHeap<Reverse<Queued>>,
+    queue: QuaternaryHeap<Reverse<Queued>>,
 }
 
 /// A queue entry, ordered by time, then by name: the name's first 16 bytes as one number
