@@ -281,7 +281,7 @@ impl TimelineEntry {
         Self { at, kind, event_id: None, event_type: None, flow: None, step_id: None, template: None, reason: None, message_id: None }
     }
     pub fn for_event(event: &Event, at: DateTime<Utc>) -> Self {
-        Self { event_id: Some(event.id.to_string()), event_type: Some(event.event_type.to_string()), ..Self::new(at, TimelineKind::Event) }
+        Self { event_id: Some(event.id.as_str().to_owned()), event_type: Some(event.event_type.as_str().to_owned()), ..Self::new(at, TimelineKind::Event) }
     }
 }
 

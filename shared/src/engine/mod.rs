@@ -185,6 +185,22 @@ fn same_sku(event: &Event, enrollment: &Enrollment) -> bool {
     event.order.as_ref().is_some_and(|o| o.items.iter().any(|i| i.sku == sku))
 }
 
+/// Whether `text`, a date as `NaiveDate`'s `Display` wrote it into an enrollment, is `date`.
+/// This runs on every event of a customer with a birthday or a first order: the usual
+/// `YYYY-MM-DD` is read by hand, as chrono's general parser cost ~900 instructions of every
+/// such event (BENCHMARKS.md); anything else (a year past 9999) goes to chrono.
+fn is_date(text: &str, date: chrono::NaiveDate) -> bool {
+    use chrono::Datelike;
+    let bytes = text.as_bytes();
+    let number = |digits: &[u8]| digits.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')));
+    if let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = *bytes {
+        if let (Some(year), Some(month), Some(day)) = (number(&[y0, y1, y2, y3]), number(&[m0, m1]), number(&[d0, d1])) {
+            return i32::try_from(year).is_ok_and(|y| y == date.year()) && month == date.month() && day == date.day();
+        }
+    }
+    text.parse::<chrono::NaiveDate>().is_ok_and(|parsed| parsed == date)
+}
+
 impl<'f> Run<'f> {
     fn entry(&self, kind: TimelineKind, enrollment: &Enrollment) -> TimelineEntry {
         TimelineEntry { flow: Some(enrollment.flow.to_string()), ..TimelineEntry::new(self.now, kind) }
@@ -272,7 +288,7 @@ impl<'f> Run<'f> {
                     // building the enrollment id or the date's text.
                     let is_this_flows = |e: &Enrollment| e.id.strip_prefix(flow.id.as_str()).and_then(|rest| rest.strip_prefix(':')) == Some("customer");
                     match state.enrollments.iter().position(|e| is_this_flows(e)) {
-                        Some(i) if state.enrollments[i].trigger_value.as_deref().and_then(|v| v.parse::<chrono::NaiveDate>().ok()) == Some(date) => continue,
+                        Some(i) if state.enrollments[i].trigger_value.as_deref().is_some_and(|text| is_date(text, date)) => continue,
                         // The date changed: follow it.
                         Some(i) => {
                             let old = state.enrollments.remove(i);

@@ -391,3 +391,50 @@ fn a_schedule_name_is_the_one_earlier_versions_gave_the_same_step() {
     let name = DueStep { generation: 3, ..step }.schedule_name();
     assert!(name.len() <= 64 && name.starts_with("ac-") && name[3..].bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
 }
+
+mod dates {
+    use chrono::{Datelike, NaiveDate};
+    use proptest::prelude::*;
+
+    use super::is_date;
+
+    fn date() -> impl Strategy<Value = NaiveDate> {
+        let days = |range: std::ops::RangeInclusive<NaiveDate>| {
+            (range.start().num_days_from_ce()..=range.end().num_days_from_ce()).prop_map(|days| NaiveDate::from_num_days_from_ce_opt(days).unwrap_or_default())
+        };
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
+        // Mostly years 0–9999, the hand-read form; sometimes chrono's whole range, where a
+        // year past 9999 or before 0 is written with a sign and only chrono's parser reads it.
+        prop_oneof![4 => days(ymd(0, 1, 1)..=ymd(9999, 12, 31)), 1 => days(NaiveDate::MIN..=NaiveDate::MAX)]
+    }
+
+    proptest! {
+        #[test]
+        fn a_stored_date_is_read_as_chrono_reads_it(a in date(), b in date(), offset in -400i64..400) {
+            prop_assert!(is_date(&a.to_string(), a));
+            prop_assert_eq!(is_date(&a.to_string(), b), a == b);
+            // A near date shares the year or the month, which a far one almost never does.
+            let near = a.checked_add_signed(chrono::Duration::days(offset)).unwrap_or(a);
+            prop_assert_eq!(is_date(&a.to_string(), near), a == near);
+        }
+
+        #[test]
+        fn any_text_is_a_date_only_where_chrono_says_so(text in "[0-9+-]{0,12}|[0-9]{4}-[0-9]{2}-[0-9]{2}", day in date()) {
+            prop_assert_eq!(is_date(&text, day), text.parse::<NaiveDate>().ok() == Some(day));
+        }
+    }
+
+    #[test]
+    fn the_neighbours_of_a_date_are_not_it() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap_or_default();
+        assert!(is_date("2026-11-20", day));
+        for other in ["2026-11-21", "2026-12-20", "2025-11-20", "2026-11-2", "2026/11/20", "2026-02-30", "20261120"] {
+            assert!(!is_date(other, day), "{other}");
+        }
+        // Not the form it is stored in, but what chrono accepts was accepted before, and still is.
+        for spaced in [" 2026-11-20", "2026-11-20 "] {
+            assert_eq!(is_date(spaced, day), spaced.parse::<NaiveDate>().ok() == Some(day), "{spaced:?}");
+        }
+        assert!(is_date("+10000-01-01", NaiveDate::from_ymd_opt(10000, 1, 1).unwrap_or_default()), "past 9999, through chrono");
+    }
+}
