@@ -405,7 +405,8 @@ mod tests {
                 let mut at = &mut value;
                 for key in &paths[path][..paths[path].len() - 1] {
                     at = match key.parse::<usize>() {
-                        Ok(i) if at.is_array() => &mut at[i],
+                        // An earlier edit may have left the array shorter: the edit then lands nowhere.
+                        Ok(i) if at.as_array().is_some_and(|items| i < items.len()) => &mut at[i],
                         _ if at.is_object() => &mut at[*key],
                         _ => break,
                     };
