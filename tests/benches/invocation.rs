@@ -1,6 +1,7 @@
-//! Warm invocations of the Lambda bootstraps against moto's server on loopback: what a
+//! Invocations of the Lambda bootstraps against moto's server on loopback: what a
 //! function takes per event, measured the way Lambda bills it (from handing over the event to
-//! the posted result), with every AWS call made for real over HTTP to moto.
+//! the posted result), with every AWS call made for real over HTTP to moto; and, cold, what a
+//! fresh process uses from its start to the end of its first invocation.
 //!
 //! moto is not AWS: its calls take what a Python server on this machine takes, not what
 //! DynamoDB, SES or Scheduler take in a region, so these durations are this machine's, not a
@@ -183,6 +184,26 @@ fn invocations(c: &mut Criterion) {
         answered(&answer.body, "outcome", json!("applied"));
         answer.duration
     });
+
+    // Cold: a fresh process per sample, timed by the CPU it used from its start to the end of
+    // its first invocation. The service clients are built on first use, so an open (DynamoDB
+    // only) and an order (all four services) pay different shares of what a start used to.
+    if ingest.cpu_time().is_some() {
+        let first_cpu = |binary: &str, event: &str, field: &str, expected: Value| {
+            let function = WarmFunction::start(&dir.join(binary), &overrides);
+            let answer = function.invoke(event);
+            answered(&answer.body, field, expected);
+            function.cpu_time().unwrap_or_default()
+        };
+        group.bench_function("cold: feedback, start + first email_opened, the process's CPU", |b| {
+            b.iter_custom(|iterations| (0..iterations).map(|i| first_cpu("feedback", &email_opened_event(&customers[i as usize % customers.len()]), "outcome", json!("recorded"))).sum())
+        });
+        group.bench_function("cold: ingest, start + first order_placed, the process's CPU", |b| {
+            b.iter_custom(|iterations| {
+                (0..iterations).map(|_| first_cpu("ingest", &order_placed_request(&format!("bench-cust-{}", NEXT.fetch_add(1, Ordering::Relaxed))), "statusCode", json!(202))).sum()
+            })
+        });
+    }
     group.finish();
 }
 

@@ -20,6 +20,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{Duration, NaiveDate, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
+use super::client::ClientOnFirstUse;
 use super::classify;
 use crate::domain::{CustomerId, CustomerState, Deflated, EventId, TimelineEntry};
 use crate::ports::{Commit, CommitOutcome, PortError, Store, Versioned};
@@ -77,7 +78,7 @@ fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
 }
 
 pub struct DynamoStore {
-    client: Client,
+    client: ClientOnFirstUse<Client>,
     table: String,
     pub usage: Usage,
 }
@@ -146,8 +147,8 @@ impl DynamoStore {
             .collect()
     }
 
-    pub fn new(client: Client, table: String) -> Self {
-        Self { client, table, usage: Usage::default() }
+    pub fn new(sdk: &aws_config::SdkConfig, table: String) -> Self {
+        Self { client: ClientOnFirstUse::new(sdk, Client::new), table, usage: Usage::default() }
     }
 
     /// All the lines of one write as one item (fewer items, fewer write units).
@@ -185,6 +186,7 @@ impl DynamoStore {
     async fn get(&self, customer: &CustomerId, sort_key: String, what: &str) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
         let out = self
             .client
+            .get()
             .get_item()
             .table_name(&self.table)
             .key("pk", pk(customer))
@@ -256,7 +258,7 @@ impl Store for DynamoStore {
             sizes.push(size);
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let result = self.client.get().transact_write_items().set_transact_items(Some(items)).send().await;
         self.usage.transact_write(&sizes);
         match result {
             Ok(_) => Ok(CommitOutcome::Committed { version }),
@@ -280,6 +282,7 @@ impl Store for DynamoStore {
         let Some(put) = self.timeline_put(customer, entries, &format!("~{}", Utc::now().timestamp_micros()))? else { return Ok(()) };
         let size = item_size(put.item());
         self.client
+            .get()
             .put_item()
             .table_name(&self.table)
             .set_item(Some(put.item().clone()))
@@ -293,6 +296,7 @@ impl Store for DynamoStore {
     async fn timeline(&self, customer: &CustomerId) -> Result<Vec<TimelineEntry>, PortError> {
         let query = self
             .client
+            .get()
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :t)")
@@ -315,6 +319,7 @@ impl Store for DynamoStore {
         for shard in 0..STAT_SHARDS {
             let query = self
                 .client
+                .get()
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
@@ -340,6 +345,7 @@ impl Store for DynamoStore {
         // Everything of the customer is in their partition: read the keys, delete in batches.
         let query = self
             .client
+            .get()
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
@@ -358,6 +364,7 @@ impl Store for DynamoStore {
             for _ in 0..8 {
                 let out = self
                     .client
+                    .get()
                     .batch_write_item()
                     .request_items(&self.table, requests)
                     .send()

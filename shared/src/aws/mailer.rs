@@ -5,18 +5,19 @@ use async_trait::async_trait;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageHeader, MessageTag};
 use aws_sdk_sesv2::Client;
 
+use super::client::ClientOnFirstUse;
 use super::classify;
 use crate::ports::{Mailer, OutgoingEmail, PortError};
 use crate::service::mail::mailbox;
 
 pub struct SesMailer {
-    client: Client,
+    client: ClientOnFirstUse<Client>,
     configuration_set: Option<String>,
 }
 
 impl SesMailer {
-    pub fn new(client: Client, configuration_set: Option<String>) -> Self {
-        Self { client, configuration_set }
+    pub fn new(sdk: &aws_config::SdkConfig, configuration_set: Option<String>) -> Self {
+        Self { client: ClientOnFirstUse::new(sdk, Client::new), configuration_set }
     }
 }
 
@@ -44,6 +45,7 @@ impl Mailer for SesMailer {
         let (content, tags) = email_content(email)?;
         let out = self
             .client
+            .get()
             .send_email()
             .from_email_address(mailbox(&email.from_name, &email.from_address))
             .destination(Destination::builder().to_addresses(&email.to).build())

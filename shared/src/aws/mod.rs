@@ -1,6 +1,7 @@
 //! AWS adapters: DynamoDB (single table), EventBridge Scheduler, SES v2, EventBridge.
 //! Configuration is read once from the environment by `Settings::from_env`.
 
+mod client;
 mod dynamo;
 mod mailer;
 mod publisher;
@@ -62,7 +63,8 @@ impl Settings {
     }
 }
 
-/// The AWS adapters, built from one shared SDK configuration.
+/// The AWS adapters, built from one shared SDK configuration; each builds its service client
+/// when it is first used (`client::ClientOnFirstUse`).
 pub struct AwsAdapters {
     pub store: Arc<DynamoStore>,
     pub scheduler: Arc<EventBridgeScheduler>,
@@ -73,10 +75,10 @@ pub struct AwsAdapters {
 impl AwsAdapters {
     pub fn new(sdk: &aws_config::SdkConfig, settings: &Settings) -> AwsAdapters {
         AwsAdapters {
-            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table_name.clone())),
-            scheduler: Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(sdk), settings)),
-            mailer: Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk), settings.configuration_set.clone())),
-            publisher: Arc::new(EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(sdk), settings.event_bus_name.clone())),
+            store: Arc::new(DynamoStore::new(sdk, settings.table_name.clone())),
+            scheduler: Arc::new(EventBridgeScheduler::new(sdk, settings)),
+            mailer: Arc::new(SesMailer::new(sdk, settings.configuration_set.clone())),
+            publisher: Arc::new(EventBridgePublisher::new(sdk, settings.event_bus_name.clone())),
         }
     }
 

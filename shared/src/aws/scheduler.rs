@@ -6,11 +6,12 @@ use aws_sdk_scheduler::types::{ActionAfterCompletion, DeadLetterConfig, Flexible
 use aws_sdk_scheduler::Client;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
+use super::client::ClientOnFirstUse;
 use super::{classify, Settings};
 use crate::ports::{PortError, ScheduledStep, Scheduler};
 
 pub struct EventBridgeScheduler {
-    client: Client,
+    client: ClientOnFirstUse<Client>,
     group: String,
     target_arn: String,
     role_arn: String,
@@ -25,9 +26,9 @@ pub fn at_expression(at: DateTime<Utc>) -> String {
 }
 
 impl EventBridgeScheduler {
-    pub fn new(client: Client, settings: &Settings) -> Self {
+    pub fn new(sdk: &aws_config::SdkConfig, settings: &Settings) -> Self {
         Self {
-            client,
+            client: ClientOnFirstUse::new(sdk, Client::new),
             group: settings.schedule_group.clone(),
             target_arn: settings.step_function_arn.clone(),
             role_arn: settings.scheduler_role_arn.clone(),
@@ -54,6 +55,7 @@ impl Scheduler for EventBridgeScheduler {
             .map_err(build_error)?;
         let result = self
             .client
+            .get()
             .create_schedule()
             .name(&step.name)
             .group_name(&self.group)
@@ -73,7 +75,7 @@ impl Scheduler for EventBridgeScheduler {
     }
 
     async fn delete(&self, name: &str) -> Result<(), PortError> {
-        match self.client.delete_schedule().name(name).group_name(&self.group).send().await {
+        match self.client.get().delete_schedule().name(name).group_name(&self.group).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
             Err(e) => Err(classify("delete schedule", &e)),

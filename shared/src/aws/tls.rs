@@ -100,7 +100,7 @@ impl HttpClient for ValidatedOnce {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
     use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -142,7 +142,7 @@ mod tests {
 
     /// Counts how often the SDK asks it to check itself; never asked to connect.
     #[derive(Debug, Clone, Default)]
-    struct CountingClient(Arc<AtomicUsize>);
+    pub(crate) struct CountingClient(pub(crate) Arc<AtomicUsize>);
 
     impl HttpClient for CountingClient {
         fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
@@ -154,14 +154,19 @@ mod tests {
         }
     }
 
-    /// The four service clients the Lambdas build, on one HTTP client; how often it was checked.
-    async fn checks_for_four_clients(http_client: SharedHttpClient, counter: &AtomicUsize) -> usize {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// An SDK configuration on `http_client`, with a region and test credentials.
+    pub(crate) async fn counting_sdk(http_client: impl HttpClient + 'static) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http_client)
             .region(aws_config::Region::new("ap-northeast-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
             .load()
-            .await;
+            .await
+    }
+
+    /// The four service clients the Lambdas build, on one HTTP client; how often it was checked.
+    async fn checks_for_four_clients(http_client: SharedHttpClient, counter: &AtomicUsize) -> usize {
+        let sdk = counting_sdk(http_client).await;
         let before = counter.load(AtomicOrdering::SeqCst);
         let _clients = (
             aws_sdk_dynamodb::Client::new(&sdk),
