@@ -119,6 +119,8 @@ impl FlowSet {
         let mut flows = Vec::new();
         let mut templates = TemplateSources::new();
         let mut catalog = Catalog::default();
+        // Each flow's text, for the lines of errors found after it parsed (borrowed when bundled).
+        let mut flow_texts: BTreeMap<String, Cow<'static, str>> = BTreeMap::new();
         for (path, text) in files {
             let path = path.replace('\\', "/");
             if path == "store.yaml" {
@@ -140,6 +142,7 @@ impl FlowSet {
                     Ok(flow) => flows.push(flow),
                     Err(e) => errors.push(e),
                 }
+                flow_texts.insert(path, text);
             }
         }
         let Some(store) = store else {
@@ -170,7 +173,7 @@ impl FlowSet {
                         let default = templates.get(&store.default_locale);
                         if default.is_none_or(|t| !t.contains_key(template)) {
                             errors.push(FlowError {
-                                line: step.line,
+                                line: flow_texts.get(&flow.file).and_then(|text| step.line_in(text)),
                                 ..FlowError::new(
                                     &flow.file,
                                     format!("step {:?} sends template {template:?}, but templates/{}/{template}.mjml does not exist", step.id, store.default_locale),
@@ -257,7 +260,7 @@ pub mod bundled {
 #[cfg(all(test, feature = "bundled-flows"))]
 mod bundled_tests {
     /// What the Lambdas ship is flows/ on disk, its data read from the JSON form: the same flows
-    /// (versions and step lines included), store, catalog and templates, and every template
+    /// (versions included), store, catalog and templates, and every template
     /// compiles. The Lambdas compile templates on first use and rely on this check.
     #[test]
     fn the_bundled_flows_are_the_ones_on_disk_and_every_template_compiles() {
