@@ -64,7 +64,7 @@ pub struct Renderer {
     /// The top-level variables each subject reads, by template name (`None`: all of them, for a
     /// subject that includes or imports another template): found once per template, because
     /// `undeclared_variables` parses the source again.
-    subject_reads: std::sync::Mutex<std::collections::HashMap<String, Option<Arc<std::collections::HashSet<String>>>>>,
+    subject_reads: std::sync::Mutex<rustc_hash::FxHashMap<String, Option<Arc<[String]>>>>,
 }
 
 fn split_front_matter(source: &str) -> Option<(&str, &str)> {
@@ -103,7 +103,8 @@ fn template_parts(name: &str, source: &str) -> Result<Vec<(&'static str, String)
 /// Headers must be one line: no CR/LF from customer data can reach them.
 fn one_line(text: String) -> String {
     // Most subjects are one line already: kept as they are, without a copy.
-    if !text.contains(['\r', '\n']) {
+    // Bytes, not chars: subjects are mostly multi-byte text, and `\r`/`\n` are single bytes.
+    if !text.bytes().any(|b| b == b'\r' || b == b'\n') {
         let trimmed = text.trim();
         return if trimmed.len() == text.len() { text } else { trimmed.to_owned() };
     }
@@ -267,14 +268,16 @@ impl Renderer {
             return Ok(RenderedEmail { locale, subject: one_line(template.source().to_owned()), preheader: String::new(), html: String::new(), text: String::new() });
         }
         let reads = self.subject_reads(&template);
-        let context = self.context(send, &locale, Links::default(), "", |name| reads.as_ref().is_none_or(|reads| reads.contains(name)));
+        let context = self.context(send, &locale, Links::default(), "", |name| reads.as_ref().is_none_or(|reads| reads.iter().any(|r| r == name)));
         let subject = template
             .render(&context)
             .map_err(|e| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message: format!("subject: {e:#}") })?;
         Ok(RenderedEmail { locale, subject: one_line(subject), preheader: String::new(), html: String::new(), text: String::new() })
     }
 
-    fn subject_reads(&self, template: &minijinja::Template<'_, '_>) -> Option<Arc<std::collections::HashSet<String>>> {
+    /// The names a subject reads: a few, so a list searched in order (a hashed set cost more
+    /// than the search, a dozen lookups per subject).
+    fn subject_reads(&self, template: &minijinja::Template<'_, '_>) -> Option<Arc<[String]>> {
         let mut known = self.subject_reads.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(reads) = known.get(template.name()) {
             return reads.clone();
@@ -282,7 +285,7 @@ impl Renderer {
         // What another template reads is not among this one's undeclared variables.
         let source = template.source();
         let self_contained = !source.contains("{%") || !["include", "import", "extends", "from"].iter().any(|tag| source.contains(tag));
-        let reads = self_contained.then(|| Arc::new(template.undeclared_variables(false)));
+        let reads = self_contained.then(|| template.undeclared_variables(false).into_iter().collect::<Arc<[String]>>());
         known.insert(template.name().to_owned(), reads.clone());
         reads
     }
