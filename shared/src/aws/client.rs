@@ -60,7 +60,7 @@ mod tests {
         let http = CountingClient::default();
         let sdk = counting_sdk(http.clone()).await;
         let built = || http.0.load(Ordering::SeqCst);
-        let adapters = AwsAdapters::new(&sdk, &settings());
+        let _adapters = AwsAdapters::new(&sdk, &settings());
         assert_eq!(built(), 0, "building the adapters builds no service client");
 
         let client = ClientOnFirstUse::new(&sdk, aws_sdk_dynamodb::Client::new);
@@ -69,6 +69,5 @@ mod tests {
         let again: *const aws_sdk_dynamodb::Client = client.get();
         assert_eq!(built(), 1, "the first use builds the client, the second reuses it");
         assert!(client.is_built() && std::ptr::eq(first, again));
-        drop(adapters);
     }
 }
