@@ -8,6 +8,7 @@ mod timing;
 
 pub use recommend::recommend;
 pub use rules::{Scope, SkipReason};
+pub(crate) use rules::order_value;
 pub use timing::{in_quiet_hours, next_quiet_end, next_yearly, resolve_local};
 
 use std::sync::Arc;

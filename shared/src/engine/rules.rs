@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::domain::{EmailAddress, Enrollment, Event, Profile, SendRecord};
-use crate::flow::{Category, CustomerAttr, Expression, Flow, Reads, StorePolicy, Var};
+use crate::flow::{Category, CustomerAttr, Expression, Flow, OrderAttr, Reads, StorePolicy, Var};
 
 /// Why a send step did not send. `code()` is what the timeline and the simulator print.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,7 @@ impl Scope<'_> {
         let event = self.event;
         for var in FROM_EVENT.into_iter().filter(|var| reads.var(*var)) {
             let value = match var {
-                Var::Order => part(&event.order),
+                Var::Order => order_value(event.order.as_ref(), reads),
                 Var::Shipment => part(&event.shipment),
                 Var::Checkout => part(&event.checkout),
                 Var::Review => part(&event.review),
@@ -165,6 +165,29 @@ impl Scope<'_> {
         }
         Fields::value(attrs)
     }
+}
+
+/// `order` as the event serializes it, or, when `reads` names its fields, only those: a
+/// subject's `order.number or order.id` need not serialize every item. Nothing can tell them
+/// apart, since reading the order whole (bare, iterated, by a computed key) reads it all.
+pub(crate) fn order_value(order: Option<&crate::domain::Order>, reads: &Reads) -> minijinja::Value {
+    use minijinja::Value as V;
+    let Some(order) = order else { return V::UNDEFINED };
+    let Some(attrs) = reads.order_attrs() else { return V::from_serialize(order) };
+    // As serialized: an absent number, total or currency, or no items, is no field at all.
+    let fields = attrs
+        .filter_map(|attr| {
+            let value = match attr {
+                OrderAttr::Id => Some(V::from_serialize(&order.id)),
+                OrderAttr::Number => order.number.as_ref().map(V::from_serialize),
+                OrderAttr::Total => order.total.as_ref().map(V::from_serialize),
+                OrderAttr::Currency => order.currency.as_ref().map(V::from_serialize),
+                OrderAttr::Items => (!order.items.is_empty()).then(|| V::from_serialize(&order.items)),
+            };
+            value.map(|v| (attr.name(), v))
+        })
+        .collect();
+    Fields::value(fields)
 }
 
 /// A few named values seen as a map, without building one (a map value sorts and stores
@@ -267,5 +290,44 @@ mod tests {
         assert_eq!(evaluate_value("(customer.total_spent.JPY or 0) > 100 and customer.days_since_sent.win_back", &scope).unwrap().to_string(), "20");
         assert_eq!(evaluate_value("customer.orders_count + (order.items | length)", &scope).unwrap().to_string(), "5", "2 orders + 3 items");
         assert!(evaluate("order.id == customer.first_order_id", &scope).unwrap());
+    }
+
+    /// `order` built with only the fields an expression reads answers as the whole serialized
+    /// order does, for an order with every field and one with only its id (a field the event
+    /// lacks is no field at all, not `none`).
+    #[test]
+    fn an_order_read_by_its_fields_answers_as_the_whole_order() {
+        let flows = repo_flows();
+        let state = CustomerState::new(CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
+        let full = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
+        let mut bare = full.clone();
+        bare["order"] = serde_json::json!({"id": "A2", "items": [{"sku": "BEAN-1", "quantity": 1}]});
+        // An event whose order has no items either.
+        let mut delivered = bare.clone();
+        delivered["type"] = serde_json::json!("order_delivered");
+        delivered["order"] = serde_json::json!({"id": "A3"});
+        let by_field = [
+            "order.number or order.id",
+            "[order.id, order.number, order.total, order.currency]",
+            "[order.number is undefined, order.number is none, order.total is defined, order.currency is undefined, order.nope is undefined]",
+            "order.currency == 'JPY' and order.total",
+        ];
+        for value in [full, bare, delivered] {
+            let event = Event::parse(&value).unwrap();
+            let scope = Scope { profile: &state.profile, event: &event, item: None, enrollment: None, store: &flows.store, now: at("2026-11-21T00:00:00Z") };
+            for source in by_field.iter().chain(&["order['number'] ~ '/' ~ order['id']", "order | length", "order.items | length"]) {
+                let expression = Expression::parse(source).unwrap();
+                // Errors too (the length of absent items) must be the same.
+                let whole = expression.eval(scope.variables(&Reads::everything())).map(|v| v.to_string());
+                let only_read = evaluate_value(&expression, &scope).map(|v| v.to_string());
+                assert_eq!(only_read, whole, "{source} on order {}", event.order.as_ref().unwrap().id);
+            }
+        }
+        for source in by_field {
+            assert!(Expression::parse(source).unwrap().reads().order_attrs().is_some(), "{source} reads fields, not the whole order");
+        }
+        for whole in ["order | length", "order.items | length", "order[key]"] {
+            assert!(Expression::parse(whole).unwrap().reads().order_attrs().is_none(), "{whole} reads the whole order");
+        }
     }
 }

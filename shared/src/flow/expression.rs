@@ -124,19 +124,54 @@ impl CustomerAttr {
     }
 }
 
-/// What an expression reads: which variables, which attributes of `customer`, and which
-/// flows of `customer.days_since_sent` (`None`: the whole map).
+/// The fields of `order`, as the event serializes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAttr {
+    Id,
+    Number,
+    Total,
+    Currency,
+    Items,
+}
+
+impl OrderAttr {
+    pub const ALL: [OrderAttr; 5] = [OrderAttr::Id, OrderAttr::Number, OrderAttr::Total, OrderAttr::Currency, OrderAttr::Items];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderAttr::Id => "id",
+            OrderAttr::Number => "number",
+            OrderAttr::Total => "total",
+            OrderAttr::Currency => "currency",
+            OrderAttr::Items => "items",
+        }
+    }
+}
+
+/// What an expression reads: which variables, which attributes of `customer` and of `order`,
+/// and which flows of `customer.days_since_sent` (`None`: the whole map).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reads {
     vars: u16,
     customer: u32,
+    /// `u8::MAX`: the whole order (read bare, by a computed key, or as `order.items`, which is
+    /// also a map's method).
+    order: u8,
     days_since_sent: Option<Arc<[String]>>,
 }
 
 impl Reads {
     /// Everything (an expression that does not compile, and tests that want every variable).
     pub fn everything() -> Reads {
-        Reads { vars: u16::MAX, customer: u32::MAX, days_since_sent: None }
+        Reads { vars: u16::MAX, customer: u32::MAX, order: u8::MAX, days_since_sent: None }
+    }
+
+    /// What a template reads, from minijinja's undeclared variables as dotted paths
+    /// (`undeclared_variables(true)`): the same analysis as an expression's.
+    pub fn of_paths<'a>(paths: impl IntoIterator<Item = &'a String>) -> Reads {
+        let paths: BTreeSet<&str> = paths.into_iter().map(String::as_str).collect();
+        let top: BTreeSet<&str> = paths.iter().map(|p| p.split('.').next().unwrap_or(p)).collect();
+        Reads::of(&top, &paths)
     }
 
     /// From minijinja's undeclared variables: `top` as names, `paths` as dotted paths as
@@ -161,10 +196,14 @@ impl Reads {
             None => u32::MAX,
             Some(attrs) => CustomerAttr::ALL.iter().enumerate().filter(|(_, a)| attrs.contains(a.name())).fold(0u32, |bits, (i, _)| bits | 1 << i),
         };
+        let order = match keys_of("order") {
+            None => u8::MAX,
+            Some(attrs) => OrderAttr::ALL.iter().enumerate().filter(|(_, a)| attrs.contains(a.name())).fold(0u8, |bits, (i, _)| bits | 1 << i),
+        };
         let days_since_sent = keys_of("customer")
             .and(keys_of("customer.days_since_sent"))
             .map(|flows| flows.into_iter().map(str::to_owned).collect::<Arc<[String]>>());
-        Reads { vars, customer, days_since_sent }
+        Reads { vars, customer, order, days_since_sent }
     }
 
     pub fn var(&self, var: Var) -> bool {
@@ -173,6 +212,11 @@ impl Reads {
 
     pub fn customer_attr(&self, attr: CustomerAttr) -> bool {
         self.customer & (1 << attr as u32) != 0
+    }
+
+    /// The fields of `order` read, or `None` when it is read whole.
+    pub fn order_attrs(&self) -> Option<impl Iterator<Item = OrderAttr> + '_> {
+        (self.order != u8::MAX).then(|| OrderAttr::ALL.into_iter().filter(|a| self.order & (1 << *a as u8) != 0))
     }
 
     /// The flows whose `days_since_sent` entry is read, or `None` for the whole map.
@@ -215,10 +259,7 @@ impl Compiled {
     fn of(source: &str) -> Result<Compiled, String> {
         let expression = compile(source)?;
         // One pass: the top-level names are the paths' heads.
-        let paths = expression.undeclared_variables(true);
-        let paths: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
-        let top: BTreeSet<&str> = paths.iter().map(|p| p.split('.').next().unwrap_or(p)).collect();
-        let reads = Reads::of(&top, &paths);
+        let reads = Reads::of_paths(&expression.undeclared_variables(true));
         Ok(Compiled { expression, reads })
     }
 }

@@ -9,7 +9,7 @@ mod store_policy;
 
 pub use catalog::{Catalog, Product};
 pub use duration::parse_duration;
-pub use expression::{CustomerAttr, Expression, Reads, Var};
+pub use expression::{CustomerAttr, Expression, OrderAttr, Reads, Var};
 pub use model::{
     Category, CustomerDate, EnrollmentKey, ExitRule, Flow, Recommend, RecommendationSource, Route, Step, StepKind, TemplateChoice, Trigger, Variant,
     WaitLength,

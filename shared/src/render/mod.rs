@@ -64,7 +64,14 @@ pub struct Renderer {
     /// The top-level variables each subject reads, by template name (`None`: all of them, for a
     /// subject that includes or imports another template): found once per template, because
     /// `undeclared_variables` parses the source again.
-    subject_reads: std::sync::Mutex<rustc_hash::FxHashMap<String, Option<Arc<[String]>>>>,
+    subject_reads: std::sync::Mutex<rustc_hash::FxHashMap<String, Option<Arc<SubjectReads>>>>,
+}
+
+/// What a subject reads: its top-level names (a few, so a list searched in order: a hashed set
+/// cost more than the search, a dozen lookups per subject), and which fields of `order`.
+struct SubjectReads {
+    names: Vec<String>,
+    reads: crate::flow::Reads,
 }
 
 fn split_front_matter(source: &str) -> Option<(&str, &str)> {
@@ -235,13 +242,13 @@ impl Renderer {
     pub fn render(&self, send: &SendIntent, links: Links<'_>) -> Result<RenderedEmail, RenderError> {
         let locale = self.choose_locale(&send.template, &send.profile);
         let err = |message: String| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message };
-        let context = self.context(send, &locale, links, "", |_| true);
+        let context = self.context(send, &locale, links, "", &crate::flow::Reads::everything(), |_| true);
         let render = |suffix: &str| -> Result<String, RenderError> {
             self.template(&send.template, &locale, suffix)?.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
         };
         let subject = one_line(render("subject")?);
         let preheader = one_line(render("preheader")?);
-        let context = self.context(send, &locale, links, &preheader, |_| true);
+        let context = self.context(send, &locale, links, &preheader, &crate::flow::Reads::everything(), |_| true);
         let render = |suffix: &str| -> Result<String, RenderError> {
             self.template(&send.template, &locale, suffix)?.render(&context).map_err(|e| err(format!("{suffix}: {e:#}")))
         };
@@ -268,16 +275,16 @@ impl Renderer {
             return Ok(RenderedEmail { locale, subject: one_line(template.source().to_owned()), preheader: String::new(), html: String::new(), text: String::new() });
         }
         let reads = self.subject_reads(&template);
-        let context = self.context(send, &locale, Links::default(), "", |name| reads.as_ref().is_none_or(|reads| reads.iter().any(|r| r == name)));
+        let everything = crate::flow::Reads::everything();
+        let order_reads = reads.as_ref().map_or(&everything, |r| &r.reads);
+        let context = self.context(send, &locale, Links::default(), "", order_reads, |name| reads.as_ref().is_none_or(|reads| reads.names.iter().any(|r| r == name)));
         let subject = template
             .render(&context)
             .map_err(|e| RenderError::Template { template: send.template.clone(), locale: locale.clone(), message: format!("subject: {e:#}") })?;
         Ok(RenderedEmail { locale, subject: one_line(subject), preheader: String::new(), html: String::new(), text: String::new() })
     }
 
-    /// The names a subject reads: a few, so a list searched in order (a hashed set cost more
-    /// than the search, a dozen lookups per subject).
-    fn subject_reads(&self, template: &minijinja::Template<'_, '_>) -> Option<Arc<[String]>> {
+    fn subject_reads(&self, template: &minijinja::Template<'_, '_>) -> Option<Arc<SubjectReads>> {
         let mut known = self.subject_reads.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(reads) = known.get(template.name()) {
             return reads.clone();
@@ -285,7 +292,13 @@ impl Renderer {
         // What another template reads is not among this one's undeclared variables.
         let source = template.source();
         let self_contained = !source.contains("{%") || !["include", "import", "extends", "from"].iter().any(|tag| source.contains(tag));
-        let reads = self_contained.then(|| template.undeclared_variables(false).into_iter().collect::<Arc<[String]>>());
+        let reads = self_contained.then(|| {
+            let paths = template.undeclared_variables(true);
+            let mut names: Vec<String> = paths.iter().map(|p| p.split('.').next().unwrap_or(p).to_owned()).collect();
+            names.sort_unstable();
+            names.dedup();
+            Arc::new(SubjectReads { names, reads: crate::flow::Reads::of_paths(&paths) })
+        });
         known.insert(template.name().to_owned(), reads.clone());
         reads
     }
@@ -300,7 +313,7 @@ impl Renderer {
 
     /// The template variables, built as minijinja values directly (the event is serialized
     /// once and its parts shared), and only the top-level ones `wanted` says the template reads.
-    fn context(&self, send: &SendIntent, locale: &str, links: Links<'_>, preheader: &str, wanted: impl Fn(&str) -> bool) -> minijinja::Value {
+    fn context(&self, send: &SendIntent, locale: &str, links: Links<'_>, preheader: &str, order_reads: &crate::flow::Reads, wanted: impl Fn(&str) -> bool) -> minijinja::Value {
         use minijinja::Value as V;
         const FROM_EVENT: [&str; 6] = ["order", "shipment", "checkout", "review", "properties", "event"];
         let p = &send.profile;
@@ -315,7 +328,7 @@ impl Renderer {
                 let value = match (&event, name) {
                     (Some(event), "event") => event.clone(),
                     (Some(event), _) => event.get_attr(name).unwrap_or(V::UNDEFINED),
-                    (None, "order") => trigger.order.as_ref().map_or(V::UNDEFINED, V::from_serialize),
+                    (None, "order") => crate::engine::order_value(trigger.order.as_ref(), order_reads),
                     (None, "shipment") => trigger.shipment.as_ref().map_or(V::UNDEFINED, V::from_serialize),
                     (None, "checkout") => trigger.checkout.as_ref().map_or(V::UNDEFINED, V::from_serialize),
                     (None, "review") => trigger.review.as_ref().map_or(V::UNDEFINED, V::from_serialize),

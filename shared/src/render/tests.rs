@@ -215,8 +215,8 @@ fn event_parts_alone_equal_the_parts_of_the_whole_event() {
         state.profile.email = Some(crate::domain::EmailAddress::parse("c1@example.jp").unwrap());
         let decision = decide(&flows, Some(state), Input::Event(&event), at("2026-11-22T01:00:00Z"));
         let send = decision.sends().next().expect("one send");
-        let alone = renderer.context(send, "ja", super::Links::default(), "", |name| parts.contains(&name));
-        let whole = renderer.context(send, "ja", super::Links::default(), "", |name| name == "event");
+        let alone = renderer.context(send, "ja", super::Links::default(), "", &crate::flow::Reads::everything(), |name| parts.contains(&name));
+        let whole = renderer.context(send, "ja", super::Links::default(), "", &crate::flow::Reads::everything(), |name| name == "event");
         let event_value = whole.get_attr("event").unwrap();
         for part in parts {
             let (got, want) = (alone.get_attr(part).unwrap(), event_value.get_attr(part).unwrap());
