@@ -473,7 +473,8 @@ impl Flow {
             "event" => EnrollmentKey::Event,
             other => return Err(err("key:", format!("key {other:?} must be customer, order, order_item or event"))),
         };
-        let trigger = parse_trigger(raw.trigger).map_err(|m| err("trigger", m))?;
+        let syntax = if prepared.is_some_and(|p| p.expressions_checked) { ExpressionSyntax::CheckedAtBuild } else { ExpressionSyntax::CheckNow };
+        let trigger = parse_trigger(raw.trigger, syntax).map_err(|m| err("trigger", m))?;
         if key == EnrollmentKey::OrderItem && !matches!(&trigger, Trigger::Event { for_each: Some(_), .. }) {
             return Err(err("key:", "key order_item needs trigger.for_each (one enrollment per item)".into()));
         }
@@ -492,7 +493,7 @@ impl Flow {
                 return Err(err(&step_needle(&step.id), format!("{}: id {:?} is used twice", at(&step.id), step.id)));
             }
             let id = step.id.clone();
-            let kind = parse_step(step).map_err(|m| err(&step_needle(&id), format!("{}: {m}", at(&id))))?;
+            let kind = parse_step(step, syntax).map_err(|m| err(&step_needle(&id), format!("{}: {m}", at(&id))))?;
             steps.push(Step { id, kind });
         }
         let exit_rule = |e: RawExit, goal: bool| ExitRule { event: e.event, same_order: e.same_order, same_sku: e.same_sku, goal };
@@ -522,13 +523,31 @@ impl Flow {
     }
 }
 
-fn parse_trigger(raw: RawTrigger) -> Result<Trigger, String> {
+/// Whether a flow's expressions are checked as it loads, or were checked when it was built.
+#[derive(Debug, Clone, Copy)]
+enum ExpressionSyntax {
+    CheckNow,
+    /// `build.rs` loaded the bundled flows with this code and found every expression valid;
+    /// compiling each again at every cold start was 17 % of a Lambda's start (BENCHMARKS.md).
+    CheckedAtBuild,
+}
+
+impl ExpressionSyntax {
+    fn expression(self, source: &str) -> Result<Expression, String> {
+        match self {
+            ExpressionSyntax::CheckNow => Expression::parse(source),
+            ExpressionSyntax::CheckedAtBuild => Ok(Expression::checked_at_build(source)),
+        }
+    }
+}
+
+fn parse_trigger(raw: RawTrigger, syntax: ExpressionSyntax) -> Result<Trigger, String> {
     match (raw.event, raw.customer_date) {
         (Some(event), None) => {
             if !is_identifier(&event) {
                 return Err(format!("trigger.event {event:?} is not an event type"));
             }
-            let compile = |name: &str, expr: Option<String>| expr.map(|e| Expression::parse(&e).map_err(|why| format!("trigger.{name}: {why}"))).transpose();
+            let compile = |name: &str, expr: Option<String>| expr.map(|e| syntax.expression(&e).map_err(|why| format!("trigger.{name}: {why}"))).transpose();
             Ok(Trigger::Event { event, filter: compile("filter", raw.filter)?, for_each: compile("for_each", raw.for_each)? })
         }
         (None, Some(date)) => {
@@ -545,7 +564,7 @@ fn parse_trigger(raw: RawTrigger) -> Result<Trigger, String> {
     }
 }
 
-fn parse_step(step: RawStep) -> Result<StepKind, String> {
+fn parse_step(step: RawStep, syntax: ExpressionSyntax) -> Result<StepKind, String> {
     let given = [step.wait.is_some(), step.wait_until.is_some(), step.wait_for.is_some(), step.send.is_some(), step.branch.is_some(), step.split.is_some(), step.goto.is_some(), step.exit.is_some()]
         .iter()
         .filter(|g| **g)
@@ -559,19 +578,19 @@ fn parse_step(step: RawStep) -> Result<StepKind, String> {
     if let Some(wait) = step.wait {
         return Ok(StepKind::Wait(match wait {
             RawWait::Duration(d) => WaitLength::Fixed(parse_duration(&d).map_err(|e| format!("wait: {e}"))?),
-            RawWait::Days { days } => WaitLength::Days(Expression::parse(&days).map_err(|e| format!("wait.days: {e}"))?),
+            RawWait::Days { days } => WaitLength::Days(syntax.expression(&days).map_err(|e| format!("wait.days: {e}"))?),
         }));
     }
     if let Some(until) = step.wait_until {
         let at = time_of_day(&until.at).map_err(|e| format!("wait_until.at: {e}"))?;
         return match (until.date, until.yearly) {
             (Some(date), None) => {
-                let date = Expression::parse(&date).map_err(|e| format!("wait_until.date: {e}"))?;
+                let date = syntax.expression(&date).map_err(|e| format!("wait_until.date: {e}"))?;
                 let otherwise = parse_duration(until.otherwise.as_deref().unwrap_or("0s")).map_err(|e| format!("wait_until.otherwise: {e}"))?;
                 Ok(StepKind::WaitUntilDate { date, offset_days: until.offset_days, at, otherwise })
             }
             (None, Some(date)) => {
-                let date = Expression::parse(&date).map_err(|e| format!("wait_until.yearly: {e}"))?;
+                let date = syntax.expression(&date).map_err(|e| format!("wait_until.yearly: {e}"))?;
                 Ok(StepKind::WaitYearly { date, at, from_years: until.from_years })
             }
             _ => Err("wait_until needs exactly one of date or yearly".into()),
@@ -595,7 +614,7 @@ fn parse_step(step: RawStep) -> Result<StepKind, String> {
             RawSend::Choices(choices) => choices
                 .into_iter()
                 .map(|c| {
-                    let when = c.when.map(|w| Expression::parse(&w).map_err(|e| format!("send {}: when: {e}", c.template))).transpose()?;
+                    let when = c.when.map(|w| syntax.expression(&w).map_err(|e| format!("send {}: when: {e}", c.template))).transpose()?;
                     Ok(TemplateChoice { template: c.template, when })
                 })
                 .collect::<Result<_, String>>()?,
@@ -603,7 +622,7 @@ fn parse_step(step: RawStep) -> Result<StepKind, String> {
         if choices.is_empty() {
             return Err("send: list at least one template".into());
         }
-        let when = step.when.map(|w| Expression::parse(&w).map_err(|e| format!("when: {e}"))).transpose()?;
+        let when = step.when.map(|w| syntax.expression(&w).map_err(|e| format!("when: {e}"))).transpose()?;
         let recommend = step
             .recommend
             .map(|r| {
@@ -631,7 +650,7 @@ fn parse_step(step: RawStep) -> Result<StepKind, String> {
         }
         let routes = routes
             .into_iter()
-            .map(|r| Ok(Route { when: r.when.map(|w| Expression::parse(&w).map_err(|e| format!("branch: when: {e}"))).transpose()?, goto: r.goto }))
+            .map(|r| Ok(Route { when: r.when.map(|w| syntax.expression(&w).map_err(|e| format!("branch: when: {e}"))).transpose()?, goto: r.goto }))
             .collect::<Result<_, String>>()?;
         return Ok(StepKind::Branch(routes));
     }
@@ -725,6 +744,31 @@ steps:
         assert_eq!(e.line, Some(3));
         let e = error("id: x\ncategory: transactional\npromotional: true\ntrigger: {event: a}\nsteps: [{id: s, send: t}]\n");
         assert!(e.message.contains("promotional"), "{e}");
+    }
+
+    #[test]
+    fn expressions_are_checked_at_load_unless_the_build_checked_them() {
+        // Every expression field; each is broken.
+        let text = "id: x\ncategory: marketing\ntrigger: {event: order_placed, filter: 'a >', for_each: 'b >'}\nsteps:\n  - {id: w, wait: {days: 'c >'}}\n  - {id: u, wait_until: {date: 'd >', at: '10:00'}}\n  - {id: y, wait_until: {yearly: 'e >', at: '10:00'}}\n  - {id: b, branch: [{when: 'f >', goto: s}]}\n  - {id: s, send: [{template: t, when: 'g >'}], when: 'h >'}\n";
+        let json = serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(text).unwrap()).unwrap();
+        let prepared = |expressions_checked| Some(super::super::Prepared { json: &json, version: Some("v"), expressions_checked });
+        let error = Flow::parse_prepared("x.yaml", text, prepared(false)).unwrap_err();
+        assert!(error.message.contains("trigger.filter: \"a >\" is not a valid expression"), "{error}");
+        // As build.rs prepares the bundled flows, having loaded them whole without an error.
+        let flow = Flow::parse_prepared("x.yaml", text, prepared(true)).unwrap();
+        let Trigger::Event { filter: Some(filter), for_each: Some(for_each), .. } = &flow.trigger else { panic!("{:?}", flow.trigger) };
+        let mut sources = vec![filter.source(), for_each.source()];
+        for step in &flow.steps {
+            match &step.kind {
+                StepKind::Wait(WaitLength::Days(e)) | StepKind::WaitUntilDate { date: e, .. } | StepKind::WaitYearly { date: e, .. } => sources.push(e.source()),
+                StepKind::Branch(routes) => sources.extend(routes.iter().filter_map(|r| r.when.as_ref()).map(Expression::source)),
+                StepKind::Send { choices, when, .. } => sources.extend(choices.iter().filter_map(|c| c.when.as_ref()).chain(when).map(Expression::source)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sources, ["a >", "b >", "c >", "d >", "e >", "f >", "g >", "h >"], "each kept as written, compiled on first use");
+        // Were one wrong after all, evaluating it says so rather than panicking.
+        assert!(filter.eval(minijinja::Value::UNDEFINED).unwrap_err().contains("not a valid expression"));
     }
 
     #[test]
