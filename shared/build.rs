@@ -1,19 +1,14 @@
-// The Lambdas compile flows/ in (feature `bundled-flows`). Its files are embedded with
-// `include_str!` (checked as UTF-8 by the compiler, read in place at cold start), and each YAML
-// file is prepared here, once per build: its data as JSON, which the Lambdas read several times
-// faster than YAML, and its version, the hash `Flow::parse` would compute from the text
-// (BENCHMARKS.md, cold start). A test compares what they load with flows/ read from disk.
-//
-// The folder is loaded here first with the crate's own flow code (its source compiled into this
-// script, below), so a flow that `aftercare validate` would refuse stops the build — `sam build`
-// included — with the same messages, rather than every cold start of the deployed Lambdas. The
-// Lambdas then skip what this run proved: that every expression compiles.
+// The Lambdas compile flows/ in (feature `bundled-flows`). This script loads the folder with the
+// crate's own flow code (its source compiled into the script, below), as `aftercare validate`
+// does: a flow it refuses stops the build — `sam build` included — with the same messages,
+// rather than every cold start of the deployed Lambdas. It then writes the validated model
+// (`flow::BundledModel`, MessagePack), which a cold start reads back without parsing YAML or
+// JSON, checking the flows or compiling their expressions again (BENCHMARKS.md, cold start),
+// and embeds the templates as text. A test compares what the Lambdas load with flows/ on disk.
 // A build script reports a problem by stopping the build with its message.
 #![allow(clippy::expect_used)]
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 // The flow model and the two value types it uses, as the crate compiles them. These files may
 // use only `super::`, `crate::domain::{EmailAddress, TimeZone}` and the crates listed under
@@ -35,58 +30,22 @@ fn main() {
         return;
     }
     println!("cargo:rustc-cfg=bundled_flows");
-    let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("bundled_flows.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let root = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("../flows");
-    let mut files = Vec::new();
-    collect(&root, &mut files);
-    files.sort();
-    check(&root, &files);
-    let mut code = String::from("&[\n");
-    for path in &files {
-        let relative = path.strip_prefix(&root).expect("under flows/").to_str().expect("flow file names are UTF-8").replace('\\', "/");
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("flows/{relative}: cannot read as UTF-8: {e}"));
-        let prepared = if relative.ends_with(".yaml") {
-            // A broken file stops the build here, as it would stop every cold start;
-            // `aftercare validate` says more.
-            let value: serde_json::Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("flows/{relative} is not valid YAML: {e}"));
-            let json = serde_json::to_string(&value).expect("a JSON value serializes");
-            // As `flow::model::version_of`.
-            let version = hex::encode(&Sha256::digest(text.as_bytes())[..6]);
-            format!("Some(Prepared {{ json: {json:?}, version: Some({version:?}), expressions_checked: true }})")
-        } else {
-            "None".to_owned()
-        };
-        let absolute = path.canonicalize().expect("the file exists");
-        writeln!(code, "    BundledFile {{ path: {relative:?}, text: include_str!({absolute:?}), prepared: {prepared} }},").expect("a String takes any text");
-    }
-    code.push_str("]\n");
-    std::fs::write(out, code).expect("OUT_DIR is writable");
-}
-
-/// Loads the folder as `aftercare validate` does; any problem stops the build with all of them.
-fn check(root: &Path, files: &[PathBuf]) {
-    let texts = files
-        .iter()
-        .map(|path| {
-            let relative = path.strip_prefix(root).expect("under flows/").to_string_lossy().replace('\\', "/");
-            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("flows/{relative}: cannot read as UTF-8: {e}"));
-            (relative, text)
-        })
-        .collect();
-    if let Err(errors) = flow::FlowSet::from_files(texts) {
+    let set = flow::FlowSet::load_dir(&root).unwrap_or_else(|errors| {
         let listed: Vec<String> = errors.iter().map(|e| format!("  flows/{e}")).collect();
         panic!("the bundled flows do not load (`aftercare validate` lists the same):\n{}", listed.join("\n"));
-    }
-}
-
-/// What `FlowSet::load_dir` reads: the YAML and MJML files, in every folder.
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{} is not readable: {e}", dir.display())) {
-        let path = entry.expect("a directory entry").path();
-        if path.is_dir() {
-            collect(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "mjml") {
-            out.push(path);
+    });
+    let model = flow::BundledModel { flows: set.flows(), store: &set.store, catalog: &set.catalog };
+    std::fs::write(out.join("bundled_model.msgpack"), rmp_serde::to_vec(&model).expect("the flow model serializes")).expect("OUT_DIR is writable");
+    // The templates stay text in the binary, borrowed where they are (`include_str!`).
+    let mut code = String::from("&[\n");
+    for (locale, names) in &set.templates {
+        for name in names.keys() {
+            let path = root.join("templates").join(locale).join(format!("{name}.mjml")).canonicalize().expect("a template load_dir read exists");
+            writeln!(code, "    ({locale:?}, {name:?}, include_str!({path:?})),").expect("a String takes any text");
         }
     }
+    code.push_str("]\n");
+    std::fs::write(out.join("bundled_templates.rs"), code).expect("OUT_DIR is writable");
 }

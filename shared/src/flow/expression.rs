@@ -271,12 +271,6 @@ impl Expression {
         Ok(Expression { source: source.into(), compiled: Arc::default() })
     }
 
-    /// One whose syntax was checked before (the bundled flows, loaded whole by `build.rs`):
-    /// compiled on first use only, as [`Expression::parse`]'s are.
-    pub(crate) fn checked_at_build(source: &str) -> Expression {
-        Expression { source: source.into(), compiled: Arc::default() }
-    }
-
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -303,6 +297,22 @@ impl Expression {
     /// Evaluates against a context of the variables it reads.
     pub fn eval(&self, context: minijinja::Value) -> Result<minijinja::Value, String> {
         self.eval_with(|_| context)
+    }
+}
+
+/// As its source: the bundled flows' model (`flow::BundledModel`), which `build.rs` writes
+/// after loading the flows whole, so reading one back does not check its syntax again
+/// (compiling each at every cold start was 17 % of a Lambda's start: BENCHMARKS.md).
+impl serde::Serialize for Expression {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.source)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Expression {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source: Box<str> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(Expression { source: source.into(), compiled: Arc::default() })
     }
 }
 

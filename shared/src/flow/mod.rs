@@ -20,6 +20,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
+use serde::Serialize;
+
 /// A problem in one flow file, with the file and, when known, the line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -38,17 +40,6 @@ impl FlowError {
 /// Template sources by locale, then name: `templates/ja/order_confirmation.mjml`. The bundled
 /// flows' texts are borrowed from the binary; those read from disk are owned.
 pub type TemplateSources = BTreeMap<String, BTreeMap<String, Cow<'static, str>>>;
-
-/// A YAML file as `build.rs` prepared it for the bundled flows: its data converted to JSON and,
-/// for a flow, its version (the hash of the YAML text, as [`Flow::parse`] computes it).
-#[derive(Debug, Clone, Copy)]
-pub struct Prepared<'a> {
-    pub json: &'a str,
-    pub version: Option<&'a str>,
-    /// The build loaded the whole folder and every expression of this flow compiled, so
-    /// loading it does not check them again (`build.rs`).
-    pub expressions_checked: bool,
-}
 
 /// Everything in a `flows/` folder.
 #[derive(Debug, Clone)]
@@ -111,37 +102,31 @@ impl FlowSet {
 
     /// Builds from `(relative path, contents)` pairs; every problem is reported, not just the first.
     pub fn from_files(files: Vec<(String, String)>) -> Result<FlowSet, Vec<FlowError>> {
-        FlowSet::from_files_prepared(files.into_iter().map(|(path, text)| (path, Cow::Owned(text))).collect(), |_| None)
-    }
-
-    /// As [`FlowSet::from_files`], a YAML file's data and version taken from what `prepared` has
-    /// for its path, when it has something (the bundled flows: see `build.rs`).
-    pub fn from_files_prepared<'a>(files: Vec<(String, Cow<'static, str>)>, prepared: impl Fn(&str) -> Option<Prepared<'a>>) -> Result<FlowSet, Vec<FlowError>> {
         let mut errors = Vec::new();
         let mut store = None;
         let mut flows = Vec::new();
         let mut templates = TemplateSources::new();
         let mut catalog = Catalog::default();
-        // Each flow's text, for the lines of errors found after it parsed (borrowed when bundled).
-        let mut flow_texts: BTreeMap<String, Cow<'static, str>> = BTreeMap::new();
+        // Each flow's text, for the lines of errors found after it parsed.
+        let mut flow_texts: BTreeMap<String, String> = BTreeMap::new();
         for (path, text) in files {
             let path = path.replace('\\', "/");
             if path == "store.yaml" {
-                match StorePolicy::parse_prepared(&text, prepared(&path).map(|p| p.json)) {
+                match StorePolicy::parse(&text) {
                     Ok(policy) => store = Some(policy),
                     Err(e) => errors.push(e),
                 }
             } else if let Some(rest) = path.strip_prefix("templates/") {
                 if let Some((locale, name)) = rest.split_once('/').and_then(|(l, f)| Some((l, f.strip_suffix(".mjml")?))) {
-                    templates.entry(locale.to_owned()).or_default().insert(name.to_owned(), text);
+                    templates.entry(locale.to_owned()).or_default().insert(name.to_owned(), Cow::Owned(text));
                 }
             } else if path == "catalog.yaml" {
-                match Catalog::parse_prepared(&text, prepared(&path).map(|p| p.json)) {
+                match Catalog::parse(&text) {
                     Ok(c) => catalog = c,
                     Err(e) => errors.push(e),
                 }
             } else if path.ends_with(".yaml") && !path.contains('/') {
-                match Flow::parse_prepared(&path, &text, prepared(&path)) {
+                match Flow::parse(&path, &text) {
                     Ok(flow) => flows.push(flow),
                     Err(e) => errors.push(e),
                 }
@@ -188,11 +173,16 @@ impl FlowSet {
             }
         }
         if errors.is_empty() {
-            let (listeners, other_events) = Listeners::of(&flows);
-            Ok(FlowSet { flows, store, templates, catalog, listeners, other_events })
+            Ok(FlowSet::from_valid_parts(flows, store, templates, catalog))
         } else {
             Err(errors)
         }
+    }
+
+    /// From parts [`FlowSet::from_files`] validated (the bundled flows: in `build.rs`).
+    fn from_valid_parts(flows: Vec<Flow>, store: StorePolicy, templates: TemplateSources, catalog: Catalog) -> FlowSet {
+        let (listeners, other_events) = Listeners::of(&flows);
+        FlowSet { flows, store, templates, catalog, listeners, other_events }
     }
 
     /// The flows, by id.
@@ -224,63 +214,66 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> st
     Ok(())
 }
 
-// `bundled_flows` is set by build.rs for the crate once it has prepared the folder (feature
+/// The bundled flows' validated model, as `build.rs` writes it for the crate to embed: the flows
+/// by id, the store policy and the catalog, in MessagePack (the templates are embedded as text).
+/// An internal form between one build's script and its crate, not a file format.
+#[derive(Serialize)]
+pub struct BundledModel<'a> {
+    pub flows: &'a [Flow],
+    pub store: &'a StorePolicy,
+    pub catalog: &'a Catalog,
+}
+
+// `bundled_flows` is set by build.rs for the crate once it has loaded the folder (feature
 // `bundled-flows`); build.rs compiles this file too, and has nothing to embed.
 #[cfg(bundled_flows)]
 pub mod bundled {
     //! The repository's `flows/` folder, compiled in (the Lambdas ship no files beside the
-    //! binary), each YAML file with the form `build.rs` prepared of it, which the Lambdas read.
-    use super::Prepared;
+    //! binary): `build.rs` loaded it with this crate's flow code, stopping the build on any
+    //! error, and embedded the model it built, which a cold start reads back instead of
+    //! parsing and validating the YAML again (BENCHMARKS.md, cold start).
     use std::borrow::Cow;
 
-    /// One file of flows/, as `build.rs` embedded it.
-    struct BundledFile {
-        /// Its path in flows/, with `/` between folders.
-        path: &'static str,
-        text: &'static str,
-        /// A YAML file's data as JSON and its version.
-        prepared: Option<Prepared<'static>>,
+    use super::{Catalog, Flow, StorePolicy, TemplateSources};
+
+    /// Each template of flows/templates/: its locale, name and text.
+    static TEMPLATES: &[(&str, &str, &str)] = include!(concat!(env!("OUT_DIR"), "/bundled_templates.rs"));
+    static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundled_model.msgpack"));
+
+    #[derive(serde::Deserialize)]
+    struct Model {
+        flows: Vec<Flow>,
+        store: StorePolicy,
+        catalog: Catalog,
     }
 
-    static FILES: &[BundledFile] = include!(concat!(env!("OUT_DIR"), "/bundled_flows.rs"));
-
-    /// The compiled-in flows, validated; a broken flows/ folder stops the cold start with every error.
+    /// The compiled-in flows, as validated when the binary was built.
     pub fn flow_set() -> anyhow::Result<super::FlowSet> {
-        super::FlowSet::from_files_prepared(files(), prepared).map_err(|errors| {
-            anyhow::anyhow!("bundled flows do not load:\n{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
-        })
-    }
-
-    /// Every YAML and MJML file of flows/, by its path there; the texts are borrowed, not copied.
-    pub fn files() -> Vec<(String, Cow<'static, str>)> {
-        FILES.iter().map(|file| (file.path.to_owned(), Cow::Borrowed(file.text))).collect()
-    }
-
-    /// The prepared form of a YAML file of flows/ (`store.yaml` → its data as JSON).
-    pub fn prepared(path: &str) -> Option<Prepared<'static>> {
-        FILES.iter().find(|file| file.path == path).and_then(|file| file.prepared)
+        // Written by this build's own script from these types: failing here is a build bug.
+        let model: Model = rmp_serde::from_slice(MODEL).map_err(|e| anyhow::anyhow!("the bundled flows' model does not read back: {e}"))?;
+        let mut templates = TemplateSources::new();
+        for (locale, name, text) in TEMPLATES {
+            templates.entry((*locale).to_owned()).or_default().insert((*name).to_owned(), Cow::Borrowed(*text));
+        }
+        Ok(super::FlowSet::from_valid_parts(model.flows, model.store, templates, model.catalog))
     }
 }
 
 #[cfg(all(test, bundled_flows))]
 mod bundled_tests {
-    /// What the Lambdas ship is flows/ on disk, its data read from the JSON form: the same flows
-    /// (versions included), store, catalog and templates, and every template
+    /// What the Lambdas ship is flows/ on disk, read back from the model `build.rs` embedded: the
+    /// same flows (versions included), store, catalog and templates, and every template
     /// compiles. The Lambdas compile templates on first use and rely on this check.
     #[test]
     fn the_bundled_flows_are_the_ones_on_disk_and_every_template_compiles() {
         let bundled = super::bundled::flow_set().unwrap();
         let on_disk = super::FlowSet::load_dir(&crate::testing::flows_dir()).unwrap();
-        assert_eq!(bundled.flows().len(), on_disk.flows().len());
+        assert!(bundled.flows().len() >= 10, "{}", bundled.flows().len());
         assert_eq!(bundled.flows(), on_disk.flows());
         assert_eq!(bundled.store, on_disk.store);
         assert_eq!(bundled.catalog, on_disk.catalog);
         assert_eq!(bundled.templates, on_disk.templates);
-        let yaml: Vec<String> = super::bundled::files().into_iter().map(|(p, _)| p).filter(|p| p.ends_with(".yaml") && !p.contains('/')).collect();
-        assert!(
-            yaml.len() >= 3 && yaml.iter().all(|p| super::bundled::prepared(p).is_some_and(|prepared| prepared.json.starts_with('{') && prepared.version.is_some() && prepared.expressions_checked)),
-            "every YAML file has its JSON and version: {yaml:?}"
-        );
+        assert_eq!((&bundled.listeners, &bundled.other_events), (&on_disk.listeners, &on_disk.other_events));
         crate::render::Renderer::new(&bundled).unwrap();
     }
 }

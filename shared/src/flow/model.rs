@@ -3,14 +3,14 @@
 use std::collections::BTreeSet;
 
 use chrono::{Duration, NaiveTime};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::duration::parse_duration;
 use super::expression::Expression;
 use super::FlowError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Category {
     /// At-least-once; ignores consent and quiet hours; only a permanent bounce stops it.
     Transactional,
@@ -28,7 +28,7 @@ impl Category {
 }
 
 /// What makes two triggers the same enrollment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EnrollmentKey {
     /// One per customer.
     Customer,
@@ -41,13 +41,13 @@ pub enum EnrollmentKey {
 }
 
 /// A customer date that starts a yearly flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CustomerDate {
     Birthday,
     FirstOrder,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Trigger {
     Event {
         event: String,
@@ -69,7 +69,7 @@ impl Trigger {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExitRule {
     pub event: String,
     /// Only when the event's order is the enrollment's order.
@@ -80,20 +80,20 @@ pub struct ExitRule {
     pub goal: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum WaitLength {
     Fixed(Duration),
     /// An expression giving a number of days (`item.replenish_after_days - 5`).
     Days(Expression),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TemplateChoice {
     pub template: String,
     pub when: Option<Expression>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecommendationSource {
     /// The order items' `related_skus` (and the catalog's for those SKUs).
     Related,
@@ -103,7 +103,7 @@ pub enum RecommendationSource {
     Bestsellers,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommend {
     pub from: Vec<RecommendationSource>,
     pub count: usize,
@@ -111,20 +111,20 @@ pub struct Recommend {
     pub required: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Route {
     pub when: Option<Expression>,
     pub goto: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variant {
     pub name: String,
     pub weight: u32,
     pub goto: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StepKind {
     Wait(WaitLength),
     /// A local time on a day relative to a date expression; `otherwise` from the anchor when
@@ -143,7 +143,7 @@ pub enum StepKind {
     Exit(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub id: String,
     pub kind: StepKind,
@@ -180,7 +180,7 @@ impl Step {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
     pub id: String,
     /// Content hash of the file: an enrollment remembers which version it started on.
@@ -358,14 +358,9 @@ struct RawStep {
     exit: Option<String>,
 }
 
-/// Deserializes a flows file's raw form: from `json`, the JSON `build.rs` made of the same YAML
-/// for the Lambdas (read several times faster at cold start), else from the YAML itself.
-/// Errors name the file and line.
-pub(crate) fn read<T: serde::de::DeserializeOwned>(file: &str, yaml: &str, json: Option<&str>) -> Result<T, FlowError> {
-    match json {
-        None => serde_yaml::from_str(yaml).map_err(|e| yaml_error(file, &e)),
-        Some(json) => serde_json::from_str(json).map_err(|e| FlowError::new(file, format!("its JSON form: {e}"))),
-    }
+/// Deserializes a flows file's raw form from its YAML; errors name the file and line.
+pub(crate) fn read<T: serde::de::DeserializeOwned>(file: &str, yaml: &str) -> Result<T, FlowError> {
+    serde_yaml::from_str(yaml).map_err(|e| yaml_error(file, &e))
 }
 
 /// A money amount as a flows file writes it: `1800`, `19.99` or `"19.99"`. (YAML hands a
@@ -436,7 +431,7 @@ pub(crate) fn line_of(text: &str, needle: &str) -> Option<usize> {
 }
 
 
-/// A flow's version: the start of its YAML text's SHA-256, in hex (`build.rs` computes the same).
+/// A flow's version: the start of its YAML text's SHA-256, in hex.
 pub(crate) fn version_of(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..6])
 }
@@ -447,13 +442,7 @@ fn time_of_day(raw: &str) -> Result<NaiveTime, String> {
 
 impl Flow {
     pub fn parse(file: &str, text: &str) -> Result<Flow, FlowError> {
-        Flow::parse_prepared(file, text, None)
-    }
-
-    /// As [`Flow::parse`], the data and version taken from `prepared` when given (the same YAML,
-    /// converted and hashed at build time); error lines still come from the YAML `text`.
-    pub fn parse_prepared(file: &str, text: &str, prepared: Option<super::Prepared<'_>>) -> Result<Flow, FlowError> {
-        let raw: RawFlow = read(file, text, prepared.map(|p| p.json))?;
+        let raw: RawFlow = read(file, text)?;
         let err = |needle: &str, m: String| FlowError { file: file.to_owned(), line: line_of(text, needle), message: m };
         if !is_identifier(&raw.id) {
             return Err(err("id:", format!("id {:?} must match [a-z][a-z0-9_]{{0,63}}", raw.id)));
@@ -473,8 +462,7 @@ impl Flow {
             "event" => EnrollmentKey::Event,
             other => return Err(err("key:", format!("key {other:?} must be customer, order, order_item or event"))),
         };
-        let syntax = if prepared.is_some_and(|p| p.expressions_checked) { ExpressionSyntax::CheckedAtBuild } else { ExpressionSyntax::CheckNow };
-        let trigger = parse_trigger(raw.trigger, syntax).map_err(|m| err("trigger", m))?;
+        let trigger = parse_trigger(raw.trigger).map_err(|m| err("trigger", m))?;
         if key == EnrollmentKey::OrderItem && !matches!(&trigger, Trigger::Event { for_each: Some(_), .. }) {
             return Err(err("key:", "key order_item needs trigger.for_each (one enrollment per item)".into()));
         }
@@ -493,7 +481,7 @@ impl Flow {
                 return Err(err(&step_needle(&step.id), format!("{}: id {:?} is used twice", at(&step.id), step.id)));
             }
             let id = step.id.clone();
-            let kind = parse_step(step, syntax).map_err(|m| err(&step_needle(&id), format!("{}: {m}", at(&id))))?;
+            let kind = parse_step(step).map_err(|m| err(&step_needle(&id), format!("{}: {m}", at(&id))))?;
             steps.push(Step { id, kind });
         }
         let exit_rule = |e: RawExit, goal: bool| ExitRule { event: e.event, same_order: e.same_order, same_sku: e.same_sku, goal };
@@ -504,7 +492,7 @@ impl Flow {
                 return Err(err(&rule.event, format!("exit_on/goals: {:?} is not an event type", rule.event)));
             }
         }
-        let version = prepared.and_then(|p| p.version).map_or_else(|| version_of(text), str::to_owned);
+        let version = version_of(text);
         let flow = Flow {
             id: raw.id,
             version,
@@ -523,31 +511,13 @@ impl Flow {
     }
 }
 
-/// Whether a flow's expressions are checked as it loads, or were checked when it was built.
-#[derive(Debug, Clone, Copy)]
-enum ExpressionSyntax {
-    CheckNow,
-    /// `build.rs` loaded the bundled flows with this code and found every expression valid;
-    /// compiling each again at every cold start was 17 % of a Lambda's start (BENCHMARKS.md).
-    CheckedAtBuild,
-}
-
-impl ExpressionSyntax {
-    fn expression(self, source: &str) -> Result<Expression, String> {
-        match self {
-            ExpressionSyntax::CheckNow => Expression::parse(source),
-            ExpressionSyntax::CheckedAtBuild => Ok(Expression::checked_at_build(source)),
-        }
-    }
-}
-
-fn parse_trigger(raw: RawTrigger, syntax: ExpressionSyntax) -> Result<Trigger, String> {
+fn parse_trigger(raw: RawTrigger) -> Result<Trigger, String> {
     match (raw.event, raw.customer_date) {
         (Some(event), None) => {
             if !is_identifier(&event) {
                 return Err(format!("trigger.event {event:?} is not an event type"));
             }
-            let compile = |name: &str, expr: Option<String>| expr.map(|e| syntax.expression(&e).map_err(|why| format!("trigger.{name}: {why}"))).transpose();
+            let compile = |name: &str, expr: Option<String>| expr.map(|e| Expression::parse(&e).map_err(|why| format!("trigger.{name}: {why}"))).transpose();
             Ok(Trigger::Event { event, filter: compile("filter", raw.filter)?, for_each: compile("for_each", raw.for_each)? })
         }
         (None, Some(date)) => {
@@ -564,7 +534,7 @@ fn parse_trigger(raw: RawTrigger, syntax: ExpressionSyntax) -> Result<Trigger, S
     }
 }
 
-fn parse_step(step: RawStep, syntax: ExpressionSyntax) -> Result<StepKind, String> {
+fn parse_step(step: RawStep) -> Result<StepKind, String> {
     let given = [step.wait.is_some(), step.wait_until.is_some(), step.wait_for.is_some(), step.send.is_some(), step.branch.is_some(), step.split.is_some(), step.goto.is_some(), step.exit.is_some()]
         .iter()
         .filter(|g| **g)
@@ -578,19 +548,19 @@ fn parse_step(step: RawStep, syntax: ExpressionSyntax) -> Result<StepKind, Strin
     if let Some(wait) = step.wait {
         return Ok(StepKind::Wait(match wait {
             RawWait::Duration(d) => WaitLength::Fixed(parse_duration(&d).map_err(|e| format!("wait: {e}"))?),
-            RawWait::Days { days } => WaitLength::Days(syntax.expression(&days).map_err(|e| format!("wait.days: {e}"))?),
+            RawWait::Days { days } => WaitLength::Days(Expression::parse(&days).map_err(|e| format!("wait.days: {e}"))?),
         }));
     }
     if let Some(until) = step.wait_until {
         let at = time_of_day(&until.at).map_err(|e| format!("wait_until.at: {e}"))?;
         return match (until.date, until.yearly) {
             (Some(date), None) => {
-                let date = syntax.expression(&date).map_err(|e| format!("wait_until.date: {e}"))?;
+                let date = Expression::parse(&date).map_err(|e| format!("wait_until.date: {e}"))?;
                 let otherwise = parse_duration(until.otherwise.as_deref().unwrap_or("0s")).map_err(|e| format!("wait_until.otherwise: {e}"))?;
                 Ok(StepKind::WaitUntilDate { date, offset_days: until.offset_days, at, otherwise })
             }
             (None, Some(date)) => {
-                let date = syntax.expression(&date).map_err(|e| format!("wait_until.yearly: {e}"))?;
+                let date = Expression::parse(&date).map_err(|e| format!("wait_until.yearly: {e}"))?;
                 Ok(StepKind::WaitYearly { date, at, from_years: until.from_years })
             }
             _ => Err("wait_until needs exactly one of date or yearly".into()),
@@ -614,7 +584,7 @@ fn parse_step(step: RawStep, syntax: ExpressionSyntax) -> Result<StepKind, Strin
             RawSend::Choices(choices) => choices
                 .into_iter()
                 .map(|c| {
-                    let when = c.when.map(|w| syntax.expression(&w).map_err(|e| format!("send {}: when: {e}", c.template))).transpose()?;
+                    let when = c.when.map(|w| Expression::parse(&w).map_err(|e| format!("send {}: when: {e}", c.template))).transpose()?;
                     Ok(TemplateChoice { template: c.template, when })
                 })
                 .collect::<Result<_, String>>()?,
@@ -622,7 +592,7 @@ fn parse_step(step: RawStep, syntax: ExpressionSyntax) -> Result<StepKind, Strin
         if choices.is_empty() {
             return Err("send: list at least one template".into());
         }
-        let when = step.when.map(|w| syntax.expression(&w).map_err(|e| format!("when: {e}"))).transpose()?;
+        let when = step.when.map(|w| Expression::parse(&w).map_err(|e| format!("when: {e}"))).transpose()?;
         let recommend = step
             .recommend
             .map(|r| {
@@ -650,7 +620,7 @@ fn parse_step(step: RawStep, syntax: ExpressionSyntax) -> Result<StepKind, Strin
         }
         let routes = routes
             .into_iter()
-            .map(|r| Ok(Route { when: r.when.map(|w| syntax.expression(&w).map_err(|e| format!("branch: when: {e}"))).transpose()?, goto: r.goto }))
+            .map(|r| Ok(Route { when: r.when.map(|w| Expression::parse(&w).map_err(|e| format!("branch: when: {e}"))).transpose()?, goto: r.goto }))
             .collect::<Result<_, String>>()?;
         return Ok(StepKind::Branch(routes));
     }
@@ -744,31 +714,6 @@ steps:
         assert_eq!(e.line, Some(3));
         let e = error("id: x\ncategory: transactional\npromotional: true\ntrigger: {event: a}\nsteps: [{id: s, send: t}]\n");
         assert!(e.message.contains("promotional"), "{e}");
-    }
-
-    #[test]
-    fn expressions_are_checked_at_load_unless_the_build_checked_them() {
-        // Every expression field; each is broken.
-        let text = "id: x\ncategory: marketing\ntrigger: {event: order_placed, filter: 'a >', for_each: 'b >'}\nsteps:\n  - {id: w, wait: {days: 'c >'}}\n  - {id: u, wait_until: {date: 'd >', at: '10:00'}}\n  - {id: y, wait_until: {yearly: 'e >', at: '10:00'}}\n  - {id: b, branch: [{when: 'f >', goto: s}]}\n  - {id: s, send: [{template: t, when: 'g >'}], when: 'h >'}\n";
-        let json = serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(text).unwrap()).unwrap();
-        let prepared = |expressions_checked| Some(super::super::Prepared { json: &json, version: Some("v"), expressions_checked });
-        let error = Flow::parse_prepared("x.yaml", text, prepared(false)).unwrap_err();
-        assert!(error.message.contains("trigger.filter: \"a >\" is not a valid expression"), "{error}");
-        // As build.rs prepares the bundled flows, having loaded them whole without an error.
-        let flow = Flow::parse_prepared("x.yaml", text, prepared(true)).unwrap();
-        let Trigger::Event { filter: Some(filter), for_each: Some(for_each), .. } = &flow.trigger else { panic!("{:?}", flow.trigger) };
-        let mut sources = vec![filter.source(), for_each.source()];
-        for step in &flow.steps {
-            match &step.kind {
-                StepKind::Wait(WaitLength::Days(e)) | StepKind::WaitUntilDate { date: e, .. } | StepKind::WaitYearly { date: e, .. } => sources.push(e.source()),
-                StepKind::Branch(routes) => sources.extend(routes.iter().filter_map(|r| r.when.as_ref()).map(Expression::source)),
-                StepKind::Send { choices, when, .. } => sources.extend(choices.iter().filter_map(|c| c.when.as_ref()).chain(when).map(Expression::source)),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(sources, ["a >", "b >", "c >", "d >", "e >", "f >", "g >", "h >"], "each kept as written, compiled on first use");
-        // Were one wrong after all, evaluating it says so rather than panicking.
-        assert!(filter.eval(minijinja::Value::UNDEFINED).unwrap_err().contains("not a valid expression"));
     }
 
     #[test]

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveTime;
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::FlowError;
 use crate::domain::{EmailAddress, TimeZone};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StorePolicy {
     pub name: String,
     pub default_locale: String,
@@ -34,7 +34,7 @@ pub struct StorePolicy {
     pub active_days: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sender {
     pub name: String,
     pub address: EmailAddress,
@@ -42,7 +42,7 @@ pub struct Sender {
 }
 
 /// Marketing sends due in `[start, end)` local time move to the next `end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuietHours {
     pub start: NaiveTime,
     pub end: NaiveTime,
@@ -150,13 +150,8 @@ fn default_smart_sending() -> u32 {
 
 impl StorePolicy {
     pub fn parse(text: &str) -> Result<StorePolicy, FlowError> {
-        StorePolicy::parse_prepared(text, None)
-    }
-
-    /// As [`StorePolicy::parse`], the data read from `json` when given (see [`super::Flow::parse_prepared`]).
-    pub fn parse_prepared(text: &str, json: Option<&str>) -> Result<StorePolicy, FlowError> {
         let file = "store.yaml";
-        let raw: RawStore = super::model::read(file, text, json)?;
+        let raw: RawStore = super::model::read(file, text)?;
         let err = |m: String| FlowError::new(file, m);
         let timezone = TimeZone::parse(&raw.timezone).map_err(|e| err(format!("timezone: {e}")))?;
         let address = EmailAddress::parse(&raw.sender.address).map_err(|e| err(format!("sender.address: {e}")))?;
