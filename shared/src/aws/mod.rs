@@ -100,7 +100,9 @@ pub async fn app_from_env(flows: FlowSet) -> anyhow::Result<App> {
     let links = crate::service::unsubscribe::UnsubscribeLinks::new(&settings.unsubscribe_secret, &settings.public_base_url)
         .map_err(|e| ConfigError(format!("UNSUBSCRIBE_SECRET: {e}")))?;
     let roots = tls::TrustedRoots::parse(std::env::var("AFTERCARE_TLS_ROOTS").ok().as_deref())?;
-    let sdk = tls::with_https_client(sdk_loader_from_env(), roots)?.load().await;
+    // Boxed: the SDK's loading future is tens of KB, and inline it made every Lambda's `main`
+    // a 71 KB stack frame, whose probes touched 17 fresh stack pages at each cold start.
+    let sdk = Box::pin(tls::with_https_client(sdk_loader_from_env(), roots)?.load()).await;
     Ok(App::compiling_templates_on_first_use(flows, AwsAdapters::new(&sdk, &settings).ports())?.with_links(links))
 }
 
