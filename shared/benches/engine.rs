@@ -115,8 +115,8 @@ fn cold_start_parts(c: &mut Criterion) {
         let sources = read_flow_files();
         b.iter(|| aftercare_core::flow::FlowSet::from_files(sources.clone()).unwrap())
     });
-    // What the Lambdas do: texts borrowed from the binary, data and versions prepared by build.rs.
-    group.bench_function("flows: the same, data read from its JSON form (the Lambdas)", |b| {
+    // What the Lambdas do: the model build.rs validated, read back; templates borrowed from the binary.
+    group.bench_function("flows: the model build.rs validated, read back (the Lambdas)", |b| {
         b.iter(|| aftercare_core::flow::bundled::flow_set().unwrap())
     });
     group.bench_function("renderer: compile every template (aftercare validate, dev)", |b| b.iter(|| Renderer::new(&flows).unwrap()));
