@@ -240,6 +240,8 @@ pub mod bundled {
     static TEMPLATES: &[(&str, &str, &str)] = include!(concat!(env!("OUT_DIR"), "/bundled_templates.rs"));
     static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundled_model.msgpack"));
 
+    /// `BundledModel`, owned: the same fields in the same order (MessagePack writes a struct as
+    /// a list; the bundled test fails on a mismatch).
     #[derive(serde::Deserialize)]
     struct Model {
         flows: Vec<Flow>,
