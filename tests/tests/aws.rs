@@ -1,4 +1,5 @@
-//! The AWS adapters and all three Lambda handlers against moto's server on loopback.
+//! The AWS adapters and all three Lambda handlers against moto's server on loopback, and how
+//! the bootstraps are linked (`bootstrap_layout`).
 //! `bash infra/test.sh` starts moto and sets AWS_ENDPOINT_URL. moto never fires
 //! schedules, so the tests call the step handler themselves with the schedule's input.
 
@@ -33,6 +34,9 @@ fn fixture(path: &str) -> String {
 
 #[path = "../support/moto.rs"]
 mod moto;
+
+#[path = "../support/bootstrap_layout.rs"]
+mod bootstrap_layout;
 
 async fn sdk() -> aws_config::SdkConfig {
     moto::sdk(&moto::loopback_endpoint().unwrap_or_else(|why| panic!("{why}"))).await
