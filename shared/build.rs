@@ -40,7 +40,7 @@ fn main() {
     std::fs::write(out.join("bundled_model.msgpack"), rmp_serde::to_vec(&model).expect("the flow model serializes")).expect("OUT_DIR is writable");
     // The templates stay text in the binary, borrowed where they are (`include_str!`).
     let mut code = String::from("&[\n");
-    for (locale, names) in &set.templates {
+    for (locale, names) in set.templates.iter() {
         for name in names.keys() {
             let path = root.join("templates").join(locale).join(format!("{name}.mjml")).canonicalize().expect("a template load_dir read exists");
             writeln!(code, "    ({locale:?}, {name:?}, include_str!({path:?})),").expect("a String takes any text");

@@ -19,6 +19,7 @@ pub use store_policy::{QuietHours, Sender, StorePolicy};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -47,7 +48,8 @@ pub struct FlowSet {
     /// Sorted by id (`flow` looks them up by binary search).
     flows: Vec<Flow>,
     pub store: StorePolicy,
-    pub templates: TemplateSources,
+    /// Shared: the Lambdas' renderer loads from it on first use, without a copy at start.
+    pub templates: Arc<TemplateSources>,
     pub catalog: Catalog,
     /// By event type: the flows each one concerns, so the engine checks only those.
     listeners: HashMap<String, Listeners>,
@@ -182,7 +184,7 @@ impl FlowSet {
     /// From parts [`FlowSet::from_files`] validated (the bundled flows: in `build.rs`).
     fn from_valid_parts(flows: Vec<Flow>, store: StorePolicy, templates: TemplateSources, catalog: Catalog) -> FlowSet {
         let (listeners, other_events) = Listeners::of(&flows);
-        FlowSet { flows, store, templates, catalog, listeners, other_events }
+        FlowSet { flows, store, templates: Arc::new(templates), catalog, listeners, other_events }
     }
 
     /// The flows, by id.

@@ -7,14 +7,14 @@ pub mod sample;
 pub use filters::format_money;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::domain::Profile;
 use crate::engine::SendIntent;
-use crate::flow::FlowSet;
+use crate::flow::{FlowSet, TemplateSources};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -55,7 +55,12 @@ enum Compile {
 }
 
 pub struct Renderer {
-    env: minijinja::Environment<'static>,
+    /// Made when first needed for a renderer compiling on first use: most feedback and many
+    /// ingest invocations render nothing, and making it (minijinja's builtins, ours, the
+    /// loader) was a sixth of a cold start's instructions (BENCHMARKS.md, item 56).
+    env: OnceLock<minijinja::Environment<'static>>,
+    /// What that environment loads templates from, when it is made on first use.
+    sources: Option<Arc<TemplateSources>>,
     /// locale → template names available in it.
     available: BTreeMap<String, Vec<String>>,
     default_locale: String,
@@ -135,6 +140,53 @@ fn text_part(html: &str) -> Result<String, html2text::Error> {
     Ok(text.trim().to_owned() + "\n")
 }
 
+/// minijinja set up for emails: HTML escaping for MJML parts, our formatter and filters.
+fn environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".mjml") {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    // Escape what HTML needs (& < > " '), but leave `/` alone so links stay readable.
+    env.set_formatter(|out, state, value| {
+        if state.auto_escape() == minijinja::AutoEscape::Html && value.as_str().is_some() && !value.is_safe() {
+            let text = value.as_str().unwrap_or_default();
+            let mut escaped = String::with_capacity(text.len());
+            for c in text.chars() {
+                match c {
+                    '&' => escaped.push_str("&amp;"),
+                    '<' => escaped.push_str("&lt;"),
+                    '>' => escaped.push_str("&gt;"),
+                    '"' => escaped.push_str("&quot;"),
+                    '\'' => escaped.push_str("&#x27;"),
+                    c => escaped.push(c),
+                }
+            }
+            out.write_str(&escaped).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
+    filters::register(&mut env);
+    env
+}
+
+/// Each part of a template read when first asked for (`ja/order_confirmation.subject`): the
+/// front matter with the part, not all at start, as serde_yaml over every template was most
+/// of making a renderer (BENCHMARKS.md).
+fn loader(templates: Arc<TemplateSources>) -> impl Fn(&str) -> Result<Option<String>, minijinja::Error> + Send + Sync + 'static {
+    move |full_name| {
+        let Some((locale, file)) = full_name.split_once('/') else { return Ok(None) };
+        let Some((name, part)) = file.rsplit_once('.') else { return Ok(None) };
+        let Some(source) = templates.get(locale).and_then(|t| t.get(name)) else { return Ok(None) };
+        let parts = template_parts(name, source).map_err(|message| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))?;
+        Ok(parts.into_iter().find(|(p, _)| *p == part).map(|(_, text)| text))
+    }
+}
+
 impl Renderer {
     /// Compiles every template of every locale; any syntax error is reported here, at start.
     pub fn new(flows: &FlowSet) -> Result<Renderer, RenderError> {
@@ -149,44 +201,16 @@ impl Renderer {
     }
 
     fn build(flows: &FlowSet, compile: Compile) -> Result<Renderer, RenderError> {
-        let mut env = minijinja::Environment::new();
-        env.set_auto_escape_callback(|name| {
-            if name.ends_with(".mjml") {
-                minijinja::AutoEscape::Html
-            } else {
-                minijinja::AutoEscape::None
-            }
-        });
-        // Escape what HTML needs (& < > " '), but leave `/` alone so links stay readable.
-        env.set_formatter(|out, state, value| {
-            if state.auto_escape() == minijinja::AutoEscape::Html && value.as_str().is_some() && !value.is_safe() {
-                let text = value.as_str().unwrap_or_default();
-                let mut escaped = String::with_capacity(text.len());
-                for c in text.chars() {
-                    match c {
-                        '&' => escaped.push_str("&amp;"),
-                        '<' => escaped.push_str("&lt;"),
-                        '>' => escaped.push_str("&gt;"),
-                        '"' => escaped.push_str("&quot;"),
-                        '\'' => escaped.push_str("&#x27;"),
-                        c => escaped.push(c),
-                    }
-                }
-                out.write_str(&escaped).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
-            } else {
-                minijinja::escape_formatter(out, state, value)
-            }
-        });
-        filters::register(&mut env);
         // Which locale → template names are available.
         let mut available: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (locale, templates) in &flows.templates {
+        for (locale, templates) in flows.templates.iter() {
             // Names starting with `_` are layouts and blocks, not emails.
             available.insert(locale.clone(), templates.keys().filter(|name| !name.starts_with('_')).cloned().collect());
         }
-        match compile {
+        let (env, sources) = match compile {
             Compile::Now => {
-                for (locale, templates) in &flows.templates {
+                let mut env = environment();
+                for (locale, templates) in flows.templates.iter() {
                     for (name, source) in templates {
                         let err = |message: String| RenderError::Template { template: name.clone(), locale: locale.clone(), message };
                         for (part, text) in template_parts(name, source).map_err(err)? {
@@ -199,25 +223,16 @@ impl Renderer {
                         }
                     }
                 }
+                (OnceLock::from(env), None)
             }
-            Compile::OnFirstUse => {
-                // The front matter is read with the part asked for, not all at start: serde_yaml
-                // over every template was most of building this renderer (BENCHMARKS.md).
-                let templates = Arc::new(flows.templates.clone());
-                env.set_loader(move |full_name| {
-                    let Some((locale, file)) = full_name.split_once('/') else { return Ok(None) };
-                    let Some((name, part)) = file.rsplit_once('.') else { return Ok(None) };
-                    let Some(source) = templates.get(locale).and_then(|t| t.get(name)) else { return Ok(None) };
-                    let parts = template_parts(name, source).map_err(|message| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))?;
-                    Ok(parts.into_iter().find(|(p, _)| *p == part).map(|(_, text)| text))
-                });
-            }
-        }
+            Compile::OnFirstUse => (OnceLock::new(), Some(flows.templates.clone())),
+        };
         let store = &flows.store;
         Ok(Renderer {
             catalog: flows.catalog.clone(),
             subject_reads: Default::default(),
             env,
+            sources,
             available,
             default_locale: store.default_locale.clone(),
             store: minijinja::Value::from_serialize(json!({
@@ -305,7 +320,14 @@ impl Renderer {
 
     /// One part (`mjml`, `subject`, `preheader`) of a template, compiled now if it was not yet.
     fn template(&self, template: &str, locale: &str, part: &str) -> Result<minijinja::Template<'_, '_>, RenderError> {
-        self.env.get_template(&format!("{locale}/{template}.{part}")).map_err(|e| match e.kind() {
+        let env = self.env.get_or_init(|| {
+            let mut env = environment();
+            if let Some(sources) = &self.sources {
+                env.set_loader(loader(sources.clone()));
+            }
+            env
+        });
+        env.get_template(&format!("{locale}/{template}.{part}")).map_err(|e| match e.kind() {
             minijinja::ErrorKind::TemplateNotFound => RenderError::Unknown(template.to_owned()),
             _ => RenderError::Template { template: template.to_owned(), locale: locale.to_owned(), message: format!("{part}: {e:#}") },
         })

@@ -131,6 +131,21 @@ fn compiling_on_first_use_renders_every_email_exactly_as_compiling_at_start() {
     }
 }
 
+/// The Lambdas' renderer makes its minijinja environment at the first render, once; the one
+/// `aftercare validate` and `dev` use has it, every template compiled, from the start.
+#[test]
+fn a_renderer_compiling_on_first_use_makes_its_environment_at_the_first_render_only() {
+    let flows = repo_flows();
+    let lazy = Renderer::compiling_on_first_use(&flows).unwrap();
+    assert!(lazy.env.get().is_none(), "no environment before a render");
+    let send = super::sample::sample_send(&flows, "order_confirmation", "ja", at("2026-11-20T01:15:00Z")).unwrap();
+    lazy.render_subject(&send).unwrap();
+    let made = lazy.env.get().map(|env| env as *const _).expect("made by the first render");
+    lazy.render(&send, super::Links::default()).unwrap();
+    assert_eq!(lazy.env.get().map(|env| env as *const _), Some(made), "and kept");
+    assert!(Renderer::new(&flows).unwrap().env.get().is_some());
+}
+
 /// A template that does not compile: refused at start by `new`, and named (not "unknown")
 /// when compiled on first use.
 #[test]
