@@ -36,8 +36,13 @@ fn main() {
         let listed: Vec<String> = errors.iter().map(|e| format!("  flows/{e}")).collect();
         panic!("the bundled flows do not load (`aftercare validate` lists the same):\n{}", listed.join("\n"));
     });
-    let model = flow::BundledModel { flows: set.flows(), store: &set.store, catalog: &set.catalog };
+    let model = flow::BundledModel { flows: set.flows(), store: &set.store };
     std::fs::write(out.join("bundled_model.msgpack"), rmp_serde::to_vec(&model).expect("the flow model serializes")).expect("OUT_DIR is writable");
+    // The catalog is read back on first use, where an error could only panic: read it back here.
+    let catalog = rmp_serde::to_vec(&*set.catalog).expect("the catalog serializes");
+    let read_back: flow::Catalog = rmp_serde::from_slice(&catalog).expect("the catalog reads back from MessagePack");
+    assert!(read_back == *set.catalog, "the catalog reads back from MessagePack changed");
+    std::fs::write(out.join("bundled_catalog.msgpack"), catalog).expect("OUT_DIR is writable");
     // The templates stay text in the binary, borrowed where they are (`include_str!`).
     let mut code = String::from("&[\n");
     for (locale, names) in set.templates.iter() {

@@ -1,6 +1,9 @@
 //! `flows/catalog.yaml`: the products recommendations are drawn from.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -73,6 +76,55 @@ impl Catalog {
         let mut ranked: Vec<&Product> = self.products.iter().filter(|p| p.bestseller_rank.is_some()).collect();
         ranked.sort_by_key(|p| p.bestseller_rank);
         ranked
+    }
+}
+
+/// The catalog as a flow set holds it: one copy the engine and the renderer share, which the
+/// Lambdas read from their bundled model only when a send first recommends something. Most
+/// invocations never do, and a store's catalog can run to thousands of products, each a dozen
+/// strings to read back at every cold start (BENCHMARKS.md, cold start, item 57).
+#[derive(Clone)]
+pub struct SharedCatalog {
+    cell: Arc<OnceLock<Catalog>>,
+    /// Reads it when first needed; never called when the cell starts full.
+    read: fn() -> Catalog,
+}
+
+impl SharedCatalog {
+    pub fn new(catalog: Catalog) -> SharedCatalog {
+        SharedCatalog { cell: Arc::new(OnceLock::from(catalog)), read: Catalog::default }
+    }
+
+    /// Calls `read` the first time the catalog is used, once for all the clones.
+    pub fn read_on_first_use(read: fn() -> Catalog) -> SharedCatalog {
+        SharedCatalog { cell: Arc::new(OnceLock::new()), read }
+    }
+
+    /// Whether it has been read yet (it always has, when made by `new`).
+    pub fn is_read(&self) -> bool {
+        self.cell.get().is_some()
+    }
+}
+
+impl Deref for SharedCatalog {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        self.cell.get_or_init(self.read)
+    }
+}
+
+impl PartialEq for SharedCatalog {
+    fn eq(&self, other: &SharedCatalog) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for SharedCatalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.cell.get() {
+            Some(catalog) => catalog.fmt(f),
+            None => f.write_str("SharedCatalog(not read yet)"),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ mod expression;
 mod model;
 mod store_policy;
 
-pub use catalog::{Catalog, Product};
+pub use catalog::{Catalog, Product, SharedCatalog};
 pub use duration::parse_duration;
 pub use expression::{CustomerAttr, Expression, OrderAttr, Reads, Var};
 pub use model::{
@@ -50,7 +50,7 @@ pub struct FlowSet {
     pub store: StorePolicy,
     /// Shared: the Lambdas' renderer loads from it on first use, without a copy at start.
     pub templates: Arc<TemplateSources>,
-    pub catalog: Catalog,
+    pub catalog: SharedCatalog,
     /// By event type: the flows each one concerns, so the engine checks only those.
     listeners: HashMap<String, Listeners>,
     /// For an event type no flow names: the customer-date flows alone.
@@ -175,14 +175,14 @@ impl FlowSet {
             }
         }
         if errors.is_empty() {
-            Ok(FlowSet::from_valid_parts(flows, store, templates, catalog))
+            Ok(FlowSet::from_valid_parts(flows, store, templates, SharedCatalog::new(catalog)))
         } else {
             Err(errors)
         }
     }
 
     /// From parts [`FlowSet::from_files`] validated (the bundled flows: in `build.rs`).
-    fn from_valid_parts(flows: Vec<Flow>, store: StorePolicy, templates: TemplateSources, catalog: Catalog) -> FlowSet {
+    fn from_valid_parts(flows: Vec<Flow>, store: StorePolicy, templates: TemplateSources, catalog: SharedCatalog) -> FlowSet {
         let (listeners, other_events) = Listeners::of(&flows);
         FlowSet { flows, store, templates: Arc::new(templates), catalog, listeners, other_events }
     }
@@ -217,13 +217,13 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> st
 }
 
 /// The bundled flows' validated model, as `build.rs` writes it for the crate to embed: the flows
-/// by id, the store policy and the catalog, in MessagePack (the templates are embedded as text).
-/// An internal form between one build's script and its crate, not a file format.
+/// by id and the store policy, in MessagePack (the catalog is embedded on its own, to be read on
+/// first use, and the templates as text). An internal form between one build's script and its
+/// crate, not a file format.
 #[derive(Serialize)]
 pub struct BundledModel<'a> {
     pub flows: &'a [Flow],
     pub store: &'a StorePolicy,
-    pub catalog: &'a Catalog,
 }
 
 // `bundled_flows` is set by build.rs for the crate once it has loaded the folder (feature
@@ -236,11 +236,12 @@ pub mod bundled {
     //! parsing and validating the YAML again (BENCHMARKS.md, cold start).
     use std::borrow::Cow;
 
-    use super::{Catalog, Flow, StorePolicy, TemplateSources};
+    use super::{Catalog, Flow, SharedCatalog, StorePolicy, TemplateSources};
 
     /// Each template of flows/templates/: its locale, name and text.
     static TEMPLATES: &[(&str, &str, &str)] = include!(concat!(env!("OUT_DIR"), "/bundled_templates.rs"));
     static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundled_model.msgpack"));
+    static CATALOG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundled_catalog.msgpack"));
 
     /// `BundledModel`, owned: the same fields in the same order (MessagePack writes a struct as
     /// a list; the bundled test fails on a mismatch).
@@ -248,7 +249,6 @@ pub mod bundled {
     struct Model {
         flows: Vec<Flow>,
         store: StorePolicy,
-        catalog: Catalog,
     }
 
     /// The compiled-in flows, as validated when the binary was built.
@@ -259,7 +259,13 @@ pub mod bundled {
         for (locale, name, text) in TEMPLATES {
             templates.entry((*locale).to_owned()).or_default().insert((*name).to_owned(), Cow::Borrowed(*text));
         }
-        Ok(super::FlowSet::from_valid_parts(model.flows, model.store, templates, model.catalog))
+        Ok(super::FlowSet::from_valid_parts(model.flows, model.store, templates, SharedCatalog::read_on_first_use(catalog)))
+    }
+
+    /// build.rs read these bytes back before embedding them (it stops the build otherwise), so
+    /// they cannot fail here short of a corrupt binary.
+    fn catalog() -> Catalog {
+        rmp_serde::from_slice(CATALOG).unwrap_or_else(|e| panic!("the bundled catalog does not read back, though build.rs read it: {e}"))
     }
 }
 
@@ -279,5 +285,17 @@ mod bundled_tests {
         assert_eq!(bundled.templates, on_disk.templates);
         assert_eq!((&bundled.listeners, &bundled.other_events), (&on_disk.listeners, &on_disk.other_events));
         crate::render::Renderer::new(&bundled).unwrap();
+    }
+
+    /// The Lambdas read their catalog when a send first recommends something, once for the
+    /// engine and the renderer together: not at start, where most invocations never use it.
+    #[test]
+    fn the_bundled_catalog_is_read_on_first_use_once_for_all_its_holders() {
+        let bundled = super::bundled::flow_set().unwrap();
+        let _renderer = crate::render::Renderer::compiling_on_first_use(&bundled).unwrap();
+        let held_elsewhere = bundled.catalog.clone();
+        assert!(!bundled.catalog.is_read(), "the catalog was read at start");
+        assert!(held_elsewhere.get("MUG-STONE").is_some(), "{held_elsewhere:?}");
+        assert!(bundled.catalog.is_read(), "each holder reads its own catalog");
     }
 }

@@ -6,11 +6,9 @@ pub mod sample;
 
 pub use filters::format_money;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::domain::Profile;
 use crate::engine::SendIntent;
@@ -59,13 +57,12 @@ pub struct Renderer {
     /// ingest invocations render nothing, and making it (minijinja's builtins, ours, the
     /// loader) was a sixth of a cold start's instructions (BENCHMARKS.md, item 56).
     env: OnceLock<minijinja::Environment<'static>>,
-    /// What that environment loads templates from, when it is made on first use.
-    sources: Option<Arc<TemplateSources>>,
-    /// locale → template names available in it.
-    available: BTreeMap<String, Vec<String>>,
+    /// The flow set's templates, shared: which exist in which locale, and what an environment
+    /// made on first use loads them from.
+    templates: Arc<TemplateSources>,
     default_locale: String,
     store: minijinja::Value,
-    catalog: crate::flow::Catalog,
+    catalog: crate::flow::SharedCatalog,
     /// The top-level variables each subject reads, by template name (`None`: all of them, for a
     /// subject that includes or imports another template): found once per template, because
     /// `undeclared_variables` parses the source again.
@@ -201,13 +198,7 @@ impl Renderer {
     }
 
     fn build(flows: &FlowSet, compile: Compile) -> Result<Renderer, RenderError> {
-        // Which locale → template names are available.
-        let mut available: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (locale, templates) in flows.templates.iter() {
-            // Names starting with `_` are layouts and blocks, not emails.
-            available.insert(locale.clone(), templates.keys().filter(|name| !name.starts_with('_')).cloned().collect());
-        }
-        let (env, sources) = match compile {
+        let env = match compile {
             Compile::Now => {
                 let mut env = environment();
                 for (locale, templates) in flows.templates.iter() {
@@ -223,23 +214,22 @@ impl Renderer {
                         }
                     }
                 }
-                (OnceLock::from(env), None)
+                OnceLock::from(env)
             }
-            Compile::OnFirstUse => (OnceLock::new(), Some(flows.templates.clone())),
+            Compile::OnFirstUse => OnceLock::new(),
         };
         let store = &flows.store;
         Ok(Renderer {
             catalog: flows.catalog.clone(),
             subject_reads: Default::default(),
             env,
-            sources,
-            available,
+            templates: flows.templates.clone(),
             default_locale: store.default_locale.clone(),
-            store: minijinja::Value::from_serialize(json!({
-                "name": store.name, "base_url": store.base_url, "support_email": store.support_email,
-                "postal_address": store.postal_address, "sender_name": store.sender.name,
-                "logo_url": store.logo_url, "brand_color": store.brand_color,
-            })),
+            store: minijinja::context! {
+                name => store.name, base_url => store.base_url, support_email => store.support_email,
+                postal_address => store.postal_address, sender_name => store.sender.name,
+                logo_url => store.logo_url, brand_color => store.brand_color,
+            },
         })
     }
 
@@ -247,7 +237,8 @@ impl Renderer {
     pub fn choose_locale(&self, template: &str, profile: &Profile) -> String {
         let wanted = profile.locale.as_ref().map(|l| l.language());
         match wanted {
-            Some(lang) if self.available.get(&lang).is_some_and(|names| names.iter().any(|n| n == template)) => lang,
+            // Names starting with `_` are layouts and blocks, not emails.
+            Some(lang) if !template.starts_with('_') && self.templates.get(&lang).is_some_and(|names| names.contains_key(template)) => lang,
             _ => self.default_locale.clone(),
         }
     }
@@ -321,10 +312,9 @@ impl Renderer {
     /// One part (`mjml`, `subject`, `preheader`) of a template, compiled now if it was not yet.
     fn template(&self, template: &str, locale: &str, part: &str) -> Result<minijinja::Template<'_, '_>, RenderError> {
         let env = self.env.get_or_init(|| {
+            // Only a renderer compiling on first use gets here: the other's is made full.
             let mut env = environment();
-            if let Some(sources) = &self.sources {
-                env.set_loader(loader(sources.clone()));
-            }
+            env.set_loader(loader(self.templates.clone()));
             env
         });
         env.get_template(&format!("{locale}/{template}.{part}")).map_err(|e| match e.kind() {
