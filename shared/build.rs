@@ -2,7 +2,7 @@
 // crate's own flow code (its source compiled into the script, below), as `aftercare validate`
 // does: a flow it refuses stops the build — `sam build` included — with the same messages,
 // rather than every cold start of the deployed Lambdas. It then writes the validated model
-// (`flow::BundledModel`, MessagePack), which a cold start reads back without parsing YAML or
+// (`flow::BundledModel`, postcard), which a cold start reads back without parsing YAML or
 // JSON, checking the flows or compiling their expressions again (BENCHMARKS.md, cold start),
 // and embeds the templates as text. A test compares what the Lambdas load with flows/ on disk.
 // A build script reports a problem by stopping the build with its message.
@@ -37,12 +37,12 @@ fn main() {
         panic!("the bundled flows do not load (`aftercare validate` lists the same):\n{}", listed.join("\n"));
     });
     let model = flow::BundledModel { flows: set.flows(), store: &set.store };
-    std::fs::write(out.join("bundled_model.msgpack"), rmp_serde::to_vec(&model).expect("the flow model serializes")).expect("OUT_DIR is writable");
+    std::fs::write(out.join("bundled_model.postcard"), postcard::to_allocvec(&model).expect("the flow model serializes")).expect("OUT_DIR is writable");
     // The catalog is read back on first use, where an error could only panic: read it back here.
-    let catalog = rmp_serde::to_vec(&*set.catalog).expect("the catalog serializes");
-    let read_back: flow::Catalog = rmp_serde::from_slice(&catalog).expect("the catalog reads back from MessagePack");
-    assert!(read_back == *set.catalog, "the catalog reads back from MessagePack changed");
-    std::fs::write(out.join("bundled_catalog.msgpack"), catalog).expect("OUT_DIR is writable");
+    let catalog = postcard::to_allocvec(&*set.catalog).expect("the catalog serializes");
+    let read_back: flow::Catalog = postcard::from_bytes(&catalog).expect("the catalog reads back from postcard");
+    assert!(read_back == *set.catalog, "the catalog reads back from postcard changed");
+    std::fs::write(out.join("bundled_catalog.postcard"), catalog).expect("OUT_DIR is writable");
     // The templates stay text in the binary, borrowed where they are (`include_str!`).
     let mut code = String::from("&[\n");
     for (locale, names) in set.templates.iter() {

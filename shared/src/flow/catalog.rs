@@ -148,8 +148,8 @@ mod tests {
         let expected: Vec<Decimal> = ["1800", "19.99", "12.50", "0.1"].iter().map(|p| p.parse().unwrap()).collect();
         assert_eq!(from_yaml.products.iter().map(|p| p.price).collect::<Vec<_>>(), expected);
         // How build.rs embeds it for the Lambdas (`flow::BundledModel`).
-        let bytes = rmp_serde::to_vec(&from_yaml).unwrap();
-        assert_eq!(rmp_serde::from_slice::<Catalog>(&bytes).unwrap(), from_yaml);
+        let bytes = postcard::to_allocvec(&from_yaml).unwrap();
+        assert_eq!(postcard::from_bytes::<Catalog>(&bytes).unwrap(), from_yaml);
     }
 
     #[test]

@@ -217,7 +217,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> st
 }
 
 /// The bundled flows' validated model, as `build.rs` writes it for the crate to embed: the flows
-/// by id and the store policy, in MessagePack (the catalog is embedded on its own, to be read on
+/// by id and the store policy, in postcard (the catalog is embedded on its own, to be read on
 /// first use, and the templates as text). An internal form between one build's script and its
 /// crate, not a file format.
 #[derive(Serialize)]
@@ -240,11 +240,11 @@ pub mod bundled {
 
     /// Each template of flows/templates/: its locale, name and text.
     static TEMPLATES: &[(&str, &str, &str)] = include!(concat!(env!("OUT_DIR"), "/bundled_templates.rs"));
-    static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundled_model.msgpack"));
-    static CATALOG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundled_catalog.msgpack"));
+    static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundled_model.postcard"));
+    static CATALOG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bundled_catalog.postcard"));
 
-    /// `BundledModel`, owned: the same fields in the same order (MessagePack writes a struct as
-    /// a list; the bundled test fails on a mismatch).
+    /// `BundledModel`, owned: the same fields in the same order (postcard writes a struct as its
+    /// fields in order, without names; the bundled test fails on a mismatch).
     #[derive(serde::Deserialize)]
     struct Model {
         flows: Vec<Flow>,
@@ -254,7 +254,7 @@ pub mod bundled {
     /// The compiled-in flows, as validated when the binary was built.
     pub fn flow_set() -> anyhow::Result<super::FlowSet> {
         // Written by this build's own script from these types: failing here is a build bug.
-        let model: Model = rmp_serde::from_slice(MODEL).map_err(|e| anyhow::anyhow!("the bundled flows' model does not read back: {e}"))?;
+        let model: Model = postcard::from_bytes(MODEL).map_err(|e| anyhow::anyhow!("the bundled flows' model does not read back: {e}"))?;
         let mut templates = TemplateSources::new();
         for (locale, name, text) in TEMPLATES {
             templates.entry((*locale).to_owned()).or_default().insert((*name).to_owned(), Cow::Borrowed(*text));
@@ -265,7 +265,7 @@ pub mod bundled {
     /// build.rs read these bytes back before embedding them (it stops the build otherwise), so
     /// they cannot fail here short of a corrupt binary.
     fn catalog() -> Catalog {
-        rmp_serde::from_slice(CATALOG).unwrap_or_else(|e| panic!("the bundled catalog does not read back, though build.rs read it: {e}"))
+        postcard::from_bytes(CATALOG).unwrap_or_else(|e| panic!("the bundled catalog does not read back, though build.rs read it: {e}"))
     }
 }
 

@@ -395,7 +395,13 @@ pub(crate) mod amount {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
-        deserializer.deserialize_any(Amount)
+        // The bundled model (postcard) does not say what type comes next; it has the text a
+        // `Decimal` serializes to.
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_any(Amount)
+        } else {
+            deserializer.deserialize_str(Amount)
+        }
     }
 
     pub fn by_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, Decimal>, D::Error> {
