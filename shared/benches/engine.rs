@@ -124,6 +124,35 @@ fn cold_start_parts(c: &mut Criterion) {
     group.finish();
 }
 
+/// A store's catalog is thousands of products, not the sample's nine: checking one
+/// (`validate`, `sam build`) and recommending from it (`cross_sell`: the order's categories'
+/// bestsellers the customer does not own), at 5,000 products, 500 of them ranked.
+fn catalog_at_scale(c: &mut Criterion) {
+    use aftercare_core::flow::{Catalog, Recommend, RecommendationSource};
+    const PRODUCTS: usize = 5_000;
+    let mut yaml = String::from("products:\n");
+    for i in 0..PRODUCTS {
+        // The order's three SKUs are in it (categories c0-c2), and every tenth product is ranked:
+        // all of c0, so the order's categories have bestsellers to recommend.
+        let sku = match i {
+            0 => "BEANS-HOUSE-200".to_owned(),
+            1 => "DRIPPER-CERAMIC".to_owned(),
+            2 => "DRIP-FILTER-100".to_owned(),
+            i => format!("P{i:05}"),
+        };
+        let rank = if i % 10 == 0 { format!("\n    bestseller_rank: {}", i / 10 + 1) } else { String::new() };
+        yaml.push_str(&format!("  - sku: {sku}\n    name: {{ja: 品{i}}}\n    price: 1800\n    currency: JPY\n    category: c{}{rank}\n", i % 50));
+    }
+    let catalog = Catalog::parse(&yaml).unwrap();
+    let order = Event::parse(&order_placed("e", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
+    let profile = aftercare_core::domain::Profile::new(aftercare_core::domain::CustomerId::parse("c1").unwrap(), at("2026-11-20T01:15:00Z"));
+    let spec = Recommend { from: vec![RecommendationSource::Related, RecommendationSource::CategoryBestsellers, RecommendationSource::Bestsellers], count: 3, required: true };
+    let mut group = c.benchmark_group("catalog of 5,000 products");
+    group.bench_function("parse and check (validate, sam build)", |b| b.iter(|| Catalog::parse(&yaml).unwrap()));
+    group.bench_function("recommend 3 for an order of 3 items (cross_sell)", |b| b.iter(|| aftercare_core::engine::recommend(&catalog, &profile, &order, &spec)));
+    group.finish();
+}
+
 fn read_flow_files() -> Vec<(String, String)> {
     fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, String)>) {
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -144,6 +173,6 @@ fn read_flow_files() -> Vec<(String, String)> {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = ingest, step, cold_start_parts
+    targets = ingest, step, cold_start_parts, catalog_at_scale
 }
 criterion_main!(benches);

@@ -20,6 +20,10 @@ pub fn recommend(catalog: &Catalog, profile: &Profile, trigger: &Event, spec: &R
         }
     };
     for source in &spec.from {
+        // A catalog ranks hundreds of products; once enough are picked the rest cannot be.
+        if picked.len() >= spec.count {
+            break;
+        }
         match source {
             RecommendationSource::Related => {
                 for item in items {
@@ -30,13 +34,19 @@ pub fn recommend(catalog: &Catalog, profile: &Profile, trigger: &Event, spec: &R
                 }
             }
             RecommendationSource::CategoryBestsellers => {
-                for product in catalog.bestsellers().into_iter().filter(|p| categories.contains(&p.category)) {
+                for product in catalog.bestsellers().filter(|p| categories.contains(&p.category)) {
                     offer(&product.sku, &mut picked);
+                    if picked.len() >= spec.count {
+                        break;
+                    }
                 }
             }
             RecommendationSource::Bestsellers => {
                 for product in catalog.bestsellers() {
                     offer(&product.sku, &mut picked);
+                    if picked.len() >= spec.count {
+                        break;
+                    }
                 }
             }
         }

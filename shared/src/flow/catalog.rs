@@ -1,6 +1,6 @@
 //! `flows/catalog.yaml`: the products recommendations are drawn from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
@@ -36,9 +36,35 @@ pub struct Product {
     pub replenish_after_days: Option<u32>,
 }
 
+/// The products, with a lookup by SKU and the bestseller ranking worked out once, when the
+/// catalog is read: a send's recommendations look up every related SKU and walk the ranking,
+/// and a store's catalog can run to thousands of products.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Products", into = "Products")]
 pub struct Catalog {
-    pub products: Vec<Product>,
+    products: Vec<Product>,
+    /// Index into `products` by SKU; the first product of a SKU listed twice (which `parse` refuses).
+    by_sku: HashMap<String, usize>,
+    /// Indexes of the ranked products, best first (ties in file order).
+    ranked: Vec<usize>,
+}
+
+/// What a catalog is written as (the bundled model): its products; the rest is worked out.
+#[derive(Clone, Serialize, Deserialize)]
+struct Products {
+    products: Vec<Product>,
+}
+
+impl From<Products> for Catalog {
+    fn from(written: Products) -> Catalog {
+        Catalog::new(written.products)
+    }
+}
+
+impl From<Catalog> for Products {
+    fn from(catalog: Catalog) -> Products {
+        Products { products: catalog.products }
+    }
 }
 
 #[derive(Deserialize)]
@@ -48,13 +74,27 @@ struct RawCatalog {
 }
 
 impl Catalog {
+    pub fn new(products: Vec<Product>) -> Catalog {
+        let mut by_sku = HashMap::with_capacity(products.len());
+        for (i, product) in products.iter().enumerate() {
+            by_sku.entry(product.sku.clone()).or_insert(i);
+        }
+        let mut ranked: Vec<usize> = (0..products.len()).filter(|&i| products[i].bestseller_rank.is_some()).collect();
+        ranked.sort_by_key(|&i| products[i].bestseller_rank);
+        Catalog { products, by_sku, ranked }
+    }
+
     pub fn parse(text: &str) -> Result<Catalog, FlowError> {
         let file = "catalog.yaml";
         let raw: RawCatalog = read(file, text)?;
-        let catalog = Catalog { products: raw.products };
+        let catalog = Catalog::new(raw.products);
+        let mut listed: HashMap<&str, usize> = HashMap::with_capacity(catalog.products.len());
+        for product in &catalog.products {
+            *listed.entry(product.sku.as_str()).or_default() += 1;
+        }
         for (i, p) in catalog.products.iter().enumerate() {
             let err = |m: String| FlowError { file: file.into(), line: line_of(text, &format!("sku: {}", p.sku)), message: format!("products[{i}] ({}): {m}", p.sku) };
-            if catalog.products.iter().filter(|q| q.sku == p.sku).count() > 1 {
+            if listed[p.sku.as_str()] > 1 {
                 return Err(err("SKU listed twice".into()));
             }
             if let Some(missing) = p.related_skus.iter().find(|s| catalog.get(s).is_none()) {
@@ -67,15 +107,17 @@ impl Catalog {
         Ok(catalog)
     }
 
+    pub fn products(&self) -> &[Product] {
+        &self.products
+    }
+
     pub fn get(&self, sku: &str) -> Option<&Product> {
-        self.products.iter().find(|p| p.sku == sku)
+        self.by_sku.get(sku).map(|&i| &self.products[i])
     }
 
     /// Ranked products, best first.
-    pub fn bestsellers(&self) -> Vec<&Product> {
-        let mut ranked: Vec<&Product> = self.products.iter().filter(|p| p.bestseller_rank.is_some()).collect();
-        ranked.sort_by_key(|p| p.bestseller_rank);
-        ranked
+    pub fn bestsellers(&self) -> impl Iterator<Item = &Product> + '_ {
+        self.ranked.iter().map(|&i| &self.products[i])
     }
 }
 
@@ -156,5 +198,46 @@ mod tests {
     fn a_price_that_is_not_an_amount_is_named() {
         let error = Catalog::parse(&catalog_with_prices(&["cheap"])).unwrap_err();
         assert!(error.to_string().contains("\"cheap\" is not an amount"), "{error}");
+    }
+
+    #[test]
+    fn a_sku_listed_twice_is_named_at_its_first_listing() {
+        let yaml = catalog_with_prices(&["1", "2", "3"]).replace("sku: P2", "sku: P0");
+        let error = Catalog::parse(&yaml).unwrap_err();
+        assert_eq!(error.to_string(), "catalog.yaml:2: products[0] (P0): SKU listed twice");
+    }
+
+    fn product(sku: &str, rank: Option<u32>) -> Product {
+        Product {
+            sku: sku.to_owned(),
+            name: BTreeMap::from([("ja".to_owned(), format!("{sku} {rank:?}"))]),
+            price: Decimal::ONE,
+            currency: "JPY".into(),
+            category: "beans".into(),
+            bestseller_rank: rank,
+            related_skus: Vec::new(),
+            url: None,
+            image_url: None,
+            guide_url: None,
+            replenish_after_days: None,
+        }
+    }
+
+    proptest::proptest! {
+        /// The index answers as a search of the list would: a SKU's first product, and the
+        /// ranked products by rank, ties in file order; and it is rebuilt when read back.
+        #[test]
+        fn the_index_answers_as_the_list_does(listed in proptest::collection::vec((0u8..12, proptest::option::of(0u32..5)), 0..30)) {
+            let products: Vec<Product> = listed.iter().map(|(sku, rank)| product(&format!("S{sku}"), *rank)).collect();
+            let catalog = Catalog::new(products.clone());
+            for sku in (0u8..13).map(|n| format!("S{n}")) {
+                proptest::prop_assert_eq!(catalog.get(&sku), products.iter().find(|p| p.sku == sku));
+            }
+            let mut ranked: Vec<&Product> = products.iter().filter(|p| p.bestseller_rank.is_some()).collect();
+            ranked.sort_by_key(|p| p.bestseller_rank);
+            proptest::prop_assert_eq!(catalog.bestsellers().collect::<Vec<_>>(), ranked);
+            let read_back: Catalog = postcard::from_bytes(&postcard::to_allocvec(&catalog).unwrap()).unwrap();
+            proptest::prop_assert_eq!(read_back, catalog);
+        }
     }
 }
