@@ -49,8 +49,10 @@ pub struct Catalog {
     ranked: Vec<usize>,
 }
 
-/// What a catalog is written as (the bundled model): its products; the rest is worked out.
+/// What a catalog is written as (catalog.yaml, the bundled model): its products; the rest is
+/// worked out.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Products {
     products: Vec<Product>,
 }
@@ -67,12 +69,6 @@ impl From<Catalog> for Products {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCatalog {
-    products: Vec<Product>,
-}
-
 impl Catalog {
     pub fn new(products: Vec<Product>) -> Catalog {
         let mut by_sku = HashMap::with_capacity(products.len());
@@ -86,8 +82,7 @@ impl Catalog {
 
     pub fn parse(text: &str) -> Result<Catalog, FlowError> {
         let file = "catalog.yaml";
-        let raw: RawCatalog = read(file, text)?;
-        let catalog = Catalog::new(raw.products);
+        let catalog: Catalog = read::<Products>(file, text)?.into();
         let mut listed: HashMap<&str, usize> = HashMap::with_capacity(catalog.products.len());
         for product in &catalog.products {
             *listed.entry(product.sku.as_str()).or_default() += 1;
