@@ -20,6 +20,14 @@ sam validate --lint --template template.yaml --region ap-northeast-1
 echo "==> sam build (x86_64)"
 SAM_CLI_TELEMETRY=0 sam build --template template.yaml --parameter-overrides Architecture=x86_64 --build-dir target/sam-build
 
+echo "==> the bootstraps load no libm (functions/pow)"
+for bootstrap in target/sam-build/*Function/bootstrap; do
+    if readelf -d "$bootstrap" | grep -q 'libm\.so'; then
+        echo "$bootstrap needs libm.so again: a libm function other than pow is called (functions/pow)" >&2
+        exit 1
+    fi
+done
+
 echo "==> all checks passed"
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' target/test-output.log

@@ -1,3 +1,5 @@
+// Links `pow` into the bootstrap, so that a cold start loads no libm (functions/pow).
+use bootstrap_pow as _;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main(flavor = "current_thread")]

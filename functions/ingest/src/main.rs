@@ -1,3 +1,5 @@
+// Links `pow` into the bootstrap, so that a cold start loads no libm (functions/pow).
+use bootstrap_pow as _;
 use aftercare_core::service::api::{AccessKeys, ApiKeys};
 use lambda_http::{service_fn, Error, Request};
 
