@@ -15,11 +15,27 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A scratch directory for one test, removed when it goes out of scope, also when the test fails.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("aftercare-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -62,7 +78,6 @@ fn validate_reports_every_broken_file_with_its_line() {
     for expected in ["thank_you.yaml:12: steps[1] (thank): send thank_you_first: when", "cross_sell.yaml:12: step \"offer\"", "templates/ja/cross_sel.mjml does not exist", "birthday.yaml:10:", "\"on_birthdy\"", "catalog.yaml:", "DRIPBAG-11", "4 problem(s)"] {
         assert!(errors.contains(expected), "missing {expected:?} in:\n{errors}");
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -98,7 +113,6 @@ fn simulate_stops_with_exit_code_2_naming_the_line_and_field() {
     let out = aftercare(&["simulate", "--events", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("line 1: $: not valid JSON"), "{}", text(&out.stderr));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -120,8 +134,6 @@ fn preview_writes_a_gallery_of_every_template_and_locale() {
     assert!(std::fs::read_to_string(one.join("index.html")).unwrap().contains("1 emails"));
     let bad = aftercare(&["preview", "--template", "nope", "--out", one.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(1));
-    std::fs::remove_dir_all(dir).ok();
-    std::fs::remove_dir_all(one).ok();
 }
 
 #[test]
