@@ -1,4 +1,4 @@
-//! glibc's `pow`, defined in the bootstrap itself.
+//! C's `pow`, defined in the bootstrap itself instead of taken from glibc's libm.
 //!
 //! `pow` is the only libm function the three Lambdas call (the AWS SDK's adaptive retry rate
 //! limiter raises to a power with `f64::powf`), and for it every cold start loaded `libm.so.6`:
