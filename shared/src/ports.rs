@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::{CustomerId, CustomerState, Event, EventId, TimelineEntry};
+use crate::domain::{CustomerId, CustomerState, Event, EventId, Name, TimelineEntry};
 use crate::stats::StatCount;
 
 /// Failures of an adapter. `Retryable` ones (throttling, network) are worth another try.
@@ -95,13 +95,13 @@ pub trait Mailer: Send + Sync {
 /// A domain event for integrators (EventBridge `Email Sent`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EmailSent {
-    pub customer_id: String,
-    pub flow: String,
-    pub step: String,
-    pub template: String,
-    pub locale: String,
-    pub category: String,
-    pub message_id: String,
+    pub customer_id: Name,
+    pub flow: Name,
+    pub step: Name,
+    pub template: Name,
+    pub locale: Name,
+    pub category: Name,
+    pub message_id: Name,
     pub at: DateTime<Utc>,
 }
 

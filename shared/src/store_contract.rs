@@ -81,7 +81,7 @@ async fn timeline_is_ordered(store: &dyn Store, prefix: &str) {
     let id = customer(prefix, "timeline");
     let t0 = at("2026-11-20T01:00:00Z");
     let state = CustomerState::new(id.clone(), t0);
-    let line = |minutes: i64, kind| TimelineEntry { reason: Some(format!("m{minutes}")), ..TimelineEntry::new(t0 + Duration::minutes(minutes), kind) };
+    let line = |minutes: i64, kind| TimelineEntry { reason: Some(smol_str::format_smolstr!("m{minutes}")), ..TimelineEntry::new(t0 + Duration::minutes(minutes), kind) };
     let commit = Commit { customer_id: id.clone(), expected_version: None, state, event: None, timeline: vec![line(5, TimelineKind::Entered), line(0, TimelineKind::Event)], stats: vec![] };
     assert!(matches!(store.commit(commit).await.unwrap(), CommitOutcome::Committed { .. }));
     store.append_timeline(&id, &[line(10, TimelineKind::Sent), line(7, TimelineKind::Failed)]).await.unwrap();

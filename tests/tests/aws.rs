@@ -407,7 +407,7 @@ async fn scenarios_give_the_same_sends_through_the_lambda_handlers_as_through_si
                     aftercare_core::domain::TimelineKind::Sent => "sent".to_owned(),
                     _ => format!("skipped:{}", e.reason.unwrap_or_default()),
                 };
-                (e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), e.flow.unwrap_or_default(), e.template.unwrap_or_default(), status)
+                (e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), e.flow.unwrap_or_default().to_string(), e.template.unwrap_or_default().to_string(), status)
             })
             .collect();
         actual.sort();

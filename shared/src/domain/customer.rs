@@ -261,19 +261,19 @@ pub struct TimelineEntry {
     pub at: DateTime<Utc>,
     pub kind: TimelineKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
+    pub event_id: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_type: Option<String>,
+    pub event_type: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flow: Option<String>,
+    pub flow: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_id: Option<String>,
+    pub step_id: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
+    pub template: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
+    pub message_id: Option<Name>,
 }
 
 impl TimelineEntry {
@@ -281,7 +281,7 @@ impl TimelineEntry {
         Self { at, kind, event_id: None, event_type: None, flow: None, step_id: None, template: None, reason: None, message_id: None }
     }
     pub fn for_event(event: &Event, at: DateTime<Utc>) -> Self {
-        Self { event_id: Some(event.id.as_str().to_owned()), event_type: Some(event.event_type.as_str().to_owned()), ..Self::new(at, TimelineKind::Event) }
+        Self { event_id: Some(Name::new(event.id.as_str())), event_type: Some(Name::new(event.event_type.as_str())), ..Self::new(at, TimelineKind::Event) }
     }
 }
 

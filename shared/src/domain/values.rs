@@ -119,8 +119,10 @@ impl Locale {
         Ok(Self(raw.replace('_', "-").into()))
     }
     /// The primary language subtag, lower case: `ja-JP` → `ja`.
-    pub fn language(&self) -> String {
-        self.0.split('-').next().unwrap_or_default().to_ascii_lowercase()
+    pub fn language(&self) -> smol_str::SmolStr {
+        let language = self.0.split('-').next().unwrap_or_default();
+        // Tags are usually written lower case already: then the language is copied, not re-cased.
+        if language.bytes().any(|b| b.is_ascii_uppercase()) { smol_str::SmolStr::from(language.to_ascii_lowercase()) } else { smol_str::SmolStr::new(language) }
     }
 }
 

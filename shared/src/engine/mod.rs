@@ -32,8 +32,8 @@ const MAX_STEPS_PER_DECISION: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DueStep {
     pub customer_id: CustomerId,
-    pub enrollment_id: String,
-    pub step_id: String,
+    pub enrollment_id: Name,
+    pub step_id: Name,
     pub generation: u32,
 }
 
@@ -42,8 +42,8 @@ impl DueStep {
     pub fn of(customer_id: &CustomerId, enrollment: &Enrollment) -> DueStep {
         DueStep {
             customer_id: customer_id.clone(),
-            enrollment_id: enrollment.id.to_string(),
-            step_id: enrollment.step_id.to_string(),
+            enrollment_id: enrollment.id.clone(),
+            step_id: enrollment.step_id.clone(),
             generation: enrollment.generation,
         }
     }
@@ -75,10 +75,10 @@ pub enum Input<'a> {
 /// An email the engine decided to send, with everything the renderer needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendIntent {
-    pub enrollment_id: String,
-    pub flow: String,
-    pub step_id: String,
-    pub template: String,
+    pub enrollment_id: Name,
+    pub flow: Name,
+    pub step_id: Name,
+    pub template: Name,
     pub category: Category,
     pub to: EmailAddress,
     pub profile: Profile,
@@ -204,7 +204,7 @@ fn is_date(text: &str, date: chrono::NaiveDate) -> bool {
 
 impl<'f> Run<'f> {
     fn entry(&self, kind: TimelineKind, enrollment: &Enrollment) -> TimelineEntry {
-        TimelineEntry { flow: Some(enrollment.flow.to_string()), ..TimelineEntry::new(self.now, kind) }
+        TimelineEntry { flow: Some(enrollment.flow.clone()), ..TimelineEntry::new(self.now, kind) }
     }
 
     fn scope<'a>(&self, profile: &'a Profile, enrollment: &'a Enrollment) -> Scope<'a>
@@ -223,7 +223,7 @@ impl<'f> Run<'f> {
         let before = measure::Before::of(&state.profile);
         state.profile.apply(event);
         let mut line = TimelineEntry::for_event(event, self.now);
-        line.reason = self.measure_event(state, event, &before);
+        line.reason = self.measure_event(state, event, &before).map(Name::from);
         self.timeline.push(line);
         let flows: &'f FlowSet = self.flows;
         let listeners = flows.listeners(event.event_type.as_str());
@@ -321,8 +321,8 @@ impl<'f> Run<'f> {
 
     fn flow_failed(&mut self, flow: &Flow, reason: String) {
         let mut entry = TimelineEntry::new(self.now, TimelineKind::Failed);
-        entry.flow = Some(flow.id.clone());
-        entry.reason = Some(reason);
+        entry.flow = Some(Name::new(&flow.id));
+        entry.reason = Some(Name::from(reason));
         self.timeline.push(entry);
     }
 
@@ -334,7 +334,7 @@ impl<'f> Run<'f> {
             }
             let old = state.enrollments.remove(i);
             let mut entry = self.entry(TimelineKind::Exited, &old);
-            entry.reason = Some(format!("restarted:{}", event.event_type));
+            entry.reason = Some(smol_str::format_smolstr!("restarted:{}", event.event_type));
             self.timeline.push(entry);
             self.end(state, &old);
         } else if flow.key != EnrollmentKey::Customer && state.finished.contains_key(id.as_str()) {
@@ -374,7 +374,7 @@ impl<'f> Run<'f> {
             match rule {
                 Some(rule) if enrollment.trigger.id != event.id => {
                     let mut entry = self.entry(TimelineKind::Exited, &enrollment);
-                    entry.reason = Some(format!("{}:{}", if rule.goal { "goal" } else { "exit_on" }, event.event_type));
+                    entry.reason = Some(smol_str::format_smolstr!("{}:{}", if rule.goal { "goal" } else { "exit_on" }, event.event_type));
                     self.timeline.push(entry);
                     self.end(state, &enrollment);
                 }
@@ -432,7 +432,7 @@ impl<'f> Run<'f> {
         // After a redeploy the enrollment continues at the same step id, or ends if it is gone.
         let Some(index) = flow.step_index(&enrollment.step_id) else {
             let mut entry = self.entry(TimelineKind::Exited, &enrollment);
-            entry.reason = Some(format!("step_removed:{}", enrollment.step_id));
+            entry.reason = Some(smol_str::format_smolstr!("step_removed:{}", enrollment.step_id));
             self.timeline.push(entry);
             enrollment.due_at = None;
             self.end(state, &enrollment);
@@ -547,8 +547,8 @@ impl<'f> Run<'f> {
                 }
                 StepKind::Exit(reason) => {
                     let mut entry = self.entry(TimelineKind::Exited, &enrollment);
-                    entry.step_id = Some(step.id.clone());
-                    entry.reason = Some(if reason.is_empty() { format!("exit:{}", step.id) } else { reason.clone() });
+                    entry.step_id = Some(Name::new(&step.id));
+                    entry.reason = Some(if reason.is_empty() { smol_str::format_smolstr!("exit:{}", step.id) } else { Name::new(reason) });
                     self.timeline.push(entry);
                     self.end(state, &enrollment);
                     return;
@@ -572,8 +572,8 @@ impl<'f> Run<'f> {
 
     fn fail(&mut self, state: &mut CustomerState, enrollment: Enrollment, step_id: &str, reason: String) {
         let mut entry = self.entry(TimelineKind::Failed, &enrollment);
-        entry.step_id = Some(step_id.to_owned());
-        entry.reason = Some(reason);
+        entry.step_id = Some(Name::new(step_id));
+        entry.reason = Some(Name::from(reason));
         self.timeline.push(entry);
         self.end(state, &enrollment);
     }
@@ -638,8 +638,8 @@ impl<'f> Run<'f> {
         }
         let template_name = template.clone().unwrap_or_else(|| choices.first().map(|c| c.template.clone()).unwrap_or_default());
         let mut entry = self.entry(TimelineKind::Skipped, enrollment);
-        entry.step_id = Some(step_id.to_owned());
-        entry.template = Some(template_name.clone());
+        entry.step_id = Some(Name::new(step_id));
+        entry.template = Some(Name::new(&template_name));
         if verdict.is_ok() && template.is_none() {
             verdict = Err(SkipReason::ConditionFalse);
         }
@@ -687,10 +687,10 @@ impl<'f> Run<'f> {
                 }
                 state.profile.last_sent.insert(Name::new(&flow.id), self.now);
                 self.effects.push(Effect::Send(SendIntent {
-                    enrollment_id: enrollment.id.to_string(),
-                    flow: flow.id.clone(),
-                    step_id: step_id.to_owned(),
-                    template: template_name,
+                    enrollment_id: enrollment.id.clone(),
+                    flow: Name::new(&flow.id),
+                    step_id: Name::new(step_id),
+                    template: Name::from(template_name),
                     category: flow.category,
                     to,
                     profile: state.profile.clone(),

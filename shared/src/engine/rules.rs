@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
-use crate::domain::{EmailAddress, Enrollment, Event, Profile, SendRecord};
+use crate::domain::{EmailAddress, Enrollment, Event, Name, Profile, SendRecord};
 use crate::flow::{Category, CustomerAttr, Expression, Flow, OrderAttr, Reads, StorePolicy, Var};
 
 /// Why a send step did not send. `code()` is what the timeline and the simulator print.
@@ -20,16 +20,16 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub fn code(&self) -> String {
+    pub fn code(&self) -> Name {
         match self {
-            SkipReason::NoEmail => "no_email".into(),
-            SkipReason::Suppressed => "suppressed".into(),
-            SkipReason::Unsubscribed => "unsubscribed".into(),
-            SkipReason::NoConsent => "no_consent".into(),
-            SkipReason::SmartSending => "smart_sending".into(),
-            SkipReason::ConditionFalse => "condition_false".into(),
-            SkipReason::NoRecommendations => "no_recommendations".into(),
-            SkipReason::ConditionError(why) => format!("condition_error: {why}"),
+            SkipReason::NoEmail => Name::new_static("no_email"),
+            SkipReason::Suppressed => Name::new_static("suppressed"),
+            SkipReason::Unsubscribed => Name::new_static("unsubscribed"),
+            SkipReason::NoConsent => Name::new_static("no_consent"),
+            SkipReason::SmartSending => Name::new_static("smart_sending"),
+            SkipReason::ConditionFalse => Name::new_static("condition_false"),
+            SkipReason::NoRecommendations => Name::new_static("no_recommendations"),
+            SkipReason::ConditionError(why) => smol_str::format_smolstr!("condition_error: {why}"),
         }
     }
 }

@@ -225,7 +225,7 @@ mod properties {
             let flows = repo_flows();
             let mut state: Option<CustomerState> = None;
             // One send per step execution: (enrollment, its entry time, step, schedule generation).
-            let mut sent: Vec<(String, String, String, u32)> = Vec::new();
+            let mut sent: Vec<(Name, String, Name, u32)> = Vec::new();
             let key = |s: &SendIntent| (s.enrollment_id.clone(), s.enrollment.entered_at.to_rfc3339(), s.step_id.clone(), s.enrollment.generation);
             let mut seen_ids: BTreeSet<String> = BTreeSet::new();
             let mut ordered: BTreeSet<u8> = BTreeSet::new();

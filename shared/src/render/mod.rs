@@ -10,21 +10,21 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 
-use crate::domain::Profile;
+use crate::domain::{Name, Profile};
 use crate::engine::SendIntent;
 use crate::flow::{FlowSet, TemplateSources};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("template {template} ({locale}): {message}")]
-    Template { template: String, locale: String, message: String },
+    Template { template: Name, locale: Name, message: String },
     #[error("template {0:?} does not exist in any locale")]
     Unknown(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenderedEmail {
-    pub locale: String,
+    pub locale: Name,
     pub subject: String,
     pub preheader: String,
     pub html: String,
@@ -60,7 +60,7 @@ pub struct Renderer {
     /// The flow set's templates, shared: which exist in which locale, and what an environment
     /// made on first use loads them from.
     templates: Arc<TemplateSources>,
-    default_locale: String,
+    default_locale: Name,
     store: minijinja::Value,
     catalog: crate::flow::SharedCatalog,
     /// The top-level variables each subject reads, by template name (`None`: all of them, for a
@@ -203,7 +203,7 @@ impl Renderer {
                 let mut env = environment();
                 for (locale, templates) in flows.templates.iter() {
                     for (name, source) in templates {
-                        let err = |message: String| RenderError::Template { template: name.clone(), locale: locale.clone(), message };
+                        let err = |message: String| RenderError::Template { template: Name::new(name), locale: Name::new(locale), message };
                         for (part, text) in template_parts(name, source).map_err(err)? {
                             env.add_template_owned(format!("{locale}/{name}.{part}"), text).map_err(|e| {
                                 err(match part {
@@ -224,7 +224,7 @@ impl Renderer {
             subject_reads: Default::default(),
             env,
             templates: flows.templates.clone(),
-            default_locale: store.default_locale.clone(),
+            default_locale: Name::new(&store.default_locale),
             store: minijinja::context! {
                 name => store.name, base_url => store.base_url, support_email => store.support_email,
                 postal_address => store.postal_address, sender_name => store.sender.name,
@@ -234,11 +234,11 @@ impl Renderer {
     }
 
     /// The customer's language if the store has this template in it, else the store default.
-    pub fn choose_locale(&self, template: &str, profile: &Profile) -> String {
+    pub fn choose_locale(&self, template: &str, profile: &Profile) -> Name {
         let wanted = profile.locale.as_ref().map(|l| l.language());
         match wanted {
             // Names starting with `_` are layouts and blocks, not emails.
-            Some(lang) if !template.starts_with('_') && self.templates.get(&lang).is_some_and(|names| names.contains_key(template)) => lang,
+            Some(lang) if !template.starts_with('_') && self.templates.get(lang.as_str()).is_some_and(|names| names.contains_key(template)) => lang,
             _ => self.default_locale.clone(),
         }
     }
@@ -319,7 +319,7 @@ impl Renderer {
         });
         env.get_template(&format!("{locale}/{template}.{part}")).map_err(|e| match e.kind() {
             minijinja::ErrorKind::TemplateNotFound => RenderError::Unknown(template.to_owned()),
-            _ => RenderError::Template { template: template.to_owned(), locale: locale.to_owned(), message: format!("{part}: {e:#}") },
+            _ => RenderError::Template { template: Name::new(template), locale: Name::new(locale), message: format!("{part}: {e:#}") },
         })
     }
 
@@ -356,7 +356,7 @@ impl Renderer {
                 .iter()
                 .filter_map(|sku| self.catalog.get(sku))
                 .map(|product| {
-                    let name = product.name.get(locale).or_else(|| product.name.get(&self.default_locale)).or_else(|| product.name.values().next());
+                    let name = product.name.get(locale).or_else(|| product.name.get(self.default_locale.as_str())).or_else(|| product.name.values().next());
                     minijinja::context! { sku => product.sku, name => name, price => product.price.to_string(), currency => product.currency,
                                           category => product.category, url => product.url, image_url => product.image_url }
                 })

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Locale};
+use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Locale, Name};
 use crate::engine::SendIntent;
 use crate::flow::{Category, FlowSet, StepKind};
 
@@ -64,10 +64,10 @@ pub fn sample_send(flows: &FlowSet, template: &str, locale: &str, now: DateTime<
     };
     let recommendations = ["GRINDER-HAND", "KETTLE-GOOSENECK", "MUG-STONE"].iter().filter(|s| flows.catalog.get(s).is_some()).map(|s| s.to_string()).collect();
     Some(SendIntent {
-        enrollment_id: enrollment.id.to_string(),
-        flow: flow.id.clone(),
-        step_id,
-        template: template.to_owned(),
+        enrollment_id: enrollment.id.clone(),
+        flow: Name::new(&flow.id),
+        step_id: Name::from(step_id),
+        template: Name::new(template),
         category: flow.category,
         to: state.profile.email.clone()?,
         profile: state.profile.clone(),

@@ -4,7 +4,7 @@ use chrono::{Duration, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::domain::{CustomerState, Event};
+use crate::domain::{CustomerState, Event, Name};
 use crate::engine::{decide, enrollment_tag, Input};
 use crate::ports::Store;
 use crate::service::feedback;
@@ -27,7 +27,7 @@ fn promo_flows() -> FlowSet {
 }
 
 /// Runs events through the pure engine in order, at their own time; returns every counter.
-fn run(flows: &FlowSet, events: &[Value]) -> (CustomerState, Vec<StatCount>, Vec<Option<String>>) {
+fn run(flows: &FlowSet, events: &[Value]) -> (CustomerState, Vec<StatCount>, Vec<Option<Name>>) {
     let mut state = None;
     let mut stats = Vec::new();
     let mut notes = Vec::new();

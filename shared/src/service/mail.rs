@@ -50,14 +50,14 @@ pub fn unsubscribe_headers(url: &str, mailto: &str) -> Vec<(String, String)> {
 pub(crate) fn outgoing(store: &StorePolicy, send: &SendIntent, rendered: &RenderedEmail, unsubscribe_url: Option<&str>) -> OutgoingEmail {
     let customer_id = send.profile.id.as_str();
     let mut tags = vec![
-        ("flow".to_owned(), send.flow.clone()),
-        ("step".to_owned(), send.step_id.clone()),
-        ("template".to_owned(), send.template.clone()),
+        ("flow".to_owned(), send.flow.as_str().to_owned()),
+        ("step".to_owned(), send.step_id.as_str().to_owned()),
+        ("template".to_owned(), send.template.as_str().to_owned()),
         ("category".to_owned(), send.category.as_str().to_owned()),
         ("enrollment".to_owned(), crate::engine::enrollment_tag(&send.enrollment_id)),
     ];
     if let Some(variant) = send.enrollment.variant.as_ref().filter(|v| is_tag_safe(v)) {
-        tags.push(("variant".to_owned(), variant.to_string()));
+        tags.push(("variant".to_owned(), variant.as_str().to_owned()));
     }
     tags.extend(customer_tag(customer_id));
     let mut headers = Vec::new();

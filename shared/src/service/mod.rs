@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{instrument, warn};
 
-use crate::domain::{CustomerId, CustomerState, Event, FieldError, Json, JsonDoc, TimelineEntry, TimelineKind};
+use crate::domain::{CustomerId, CustomerState, Event, FieldError, Json, JsonDoc, Name, TimelineEntry, TimelineKind};
 use crate::engine::{self, Decision, DueStep, Effect, Input, SendIntent};
 use crate::flow::{Category, FlowSet};
 use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, PortError, Publisher, Scheduler, Store};
@@ -61,24 +61,24 @@ pub struct Ports {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SendReport {
     pub at: chrono::DateTime<chrono::Utc>,
-    pub customer_id: String,
-    pub flow: String,
-    pub step_id: String,
-    pub template: String,
-    pub locale: String,
+    pub customer_id: Name,
+    pub flow: Name,
+    pub step_id: Name,
+    pub template: Name,
+    pub locale: Name,
     pub category: &'static str,
-    pub to: String,
+    pub to: Name,
     pub subject: String,
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
+    pub message_id: Option<Name>,
     /// What SES would tag the email with (the simulator's feedback model uses them).
     #[serde(skip)]
-    pub enrollment_id: String,
+    pub enrollment_id: Name,
     #[serde(skip)]
-    pub variant: Option<String>,
+    pub variant: Option<Name>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,7 +281,7 @@ impl App {
                         }
                         Err(DeliverError::Port(e)) => return Err(e.into()),
                         Err(DeliverError::Render(why)) => {
-                            mark(&mut decision, i, TimelineKind::Failed, None, Some(why));
+                            mark(&mut decision, i, TimelineKind::Failed, None, Some(Name::from(why)));
                             continue;
                         }
                     },
@@ -344,7 +344,7 @@ impl App {
                     entry.flow = Some(send.flow.clone());
                     entry.step_id = Some(send.step_id.clone());
                     entry.template = Some(send.template.clone());
-                    entry.reason = Some(reason);
+                    entry.reason = Some(Name::from(reason));
                     if let Err(e) = ports.store.append_timeline(customer, &[entry]).await {
                         warn!(error = %e, "could not record a failed send");
                     }
@@ -377,18 +377,18 @@ impl App {
             let category = self.flows.flow(flow).map_or("marketing", |f| f.category.as_str());
             reports.push(SendReport {
                 at: entry.at,
-                customer_id: customer.to_string(),
+                customer_id: Name::new(customer.as_str()),
                 flow: flow.clone(),
                 step_id: entry.step_id.clone().unwrap_or_default(),
                 template: template.clone(),
                 locale: self.renderer.choose_locale(template, profile),
                 category,
-                to: profile.email.as_ref().map(ToString::to_string).unwrap_or_default(),
+                to: profile.email.as_ref().map(|email| Name::new(email.as_str())).unwrap_or_default(),
                 subject: String::new(),
                 status: if entry.kind == TimelineKind::Failed { "failed" } else { "skipped" },
                 reason: entry.reason.clone(),
                 message_id: None,
-                enrollment_id: String::new(),
+                enrollment_id: Name::default(),
                 variant: None,
             });
         }
@@ -396,7 +396,7 @@ impl App {
     }
 
     /// Renders and sends one email, then tells integrators.
-    async fn deliver(&self, send: &SendIntent) -> Result<(String, SendReport), DeliverError> {
+    async fn deliver(&self, send: &SendIntent) -> Result<(Name, SendReport), DeliverError> {
         // Signed links go in the body and headers; the simulator renders neither, so it signs none.
         let unsubscribe_url = (self.render_bodies && send.category == Category::Marketing).then(|| self.links.url(&send.profile.id));
         let activation_url = (self.render_bodies && send.profile.has_account != Some(true))
@@ -405,15 +405,15 @@ impl App {
         let rendered = if self.render_bodies { self.renderer.render(send, links) } else { self.renderer.render_subject(send) };
         let rendered = rendered.map_err(|e| DeliverError::Render(e.to_string()))?;
         let email = mail::outgoing(&self.flows.store, send, &rendered, unsubscribe_url.as_deref());
-        let message_id = self.ports.mailer.send(&email).await.map_err(DeliverError::Port)?;
+        let message_id = Name::from(self.ports.mailer.send(&email).await.map_err(DeliverError::Port)?);
         let at = self.ports.clock.now();
         let sent = EmailSent {
-            customer_id: send.profile.id.to_string(),
+            customer_id: Name::new(send.profile.id.as_str()),
             flow: send.flow.clone(),
             step: send.step_id.clone(),
             template: send.template.clone(),
             locale: rendered.locale.clone(),
-            category: send.category.as_str().to_owned(),
+            category: Name::new_static(send.category.as_str()),
             message_id: message_id.clone(),
             at,
         };
@@ -428,13 +428,13 @@ impl App {
             template: sent.template,
             locale: rendered.locale,
             category: send.category.as_str(),
-            to: send.to.to_string(),
+            to: Name::new(send.to.as_str()),
             subject: rendered.subject,
             status: "sent",
             reason: None,
             message_id: Some(message_id.clone()),
             enrollment_id: send.enrollment_id.clone(),
-            variant: send.enrollment.variant.as_ref().map(|v| v.to_string()),
+            variant: send.enrollment.variant.clone(),
         };
         Ok((message_id, report))
     }
@@ -443,9 +443,9 @@ impl App {
 /// A transactional send delivered before the commit, found again by (enrollment, step) when a
 /// version conflict decides afresh.
 struct Delivered {
-    enrollment_id: String,
-    step_id: String,
-    message_id: String,
+    enrollment_id: Name,
+    step_id: Name,
+    message_id: Name,
     report: SendReport,
 }
 
@@ -455,7 +455,7 @@ enum DeliverError {
 }
 
 /// Records the outcome of the send `decision.effects[effect]`, on its timeline line and send record.
-fn mark(decision: &mut Decision, effect: usize, kind: TimelineKind, message_id: Option<String>, reason: Option<String>) {
+fn mark(decision: &mut Decision, effect: usize, kind: TimelineKind, message_id: Option<Name>, reason: Option<Name>) {
     let Decision { effects, timeline, state, stats, .. } = decision;
     let Some(Effect::Send(send)) = effects.get(effect) else { return };
     for entry in timeline {

@@ -379,7 +379,7 @@ pub fn outcome_line(r: &crate::service::SendReport) -> (String, String, String, 
         Some(reason) if r.status != "sent" => format!("{}:{reason}", r.status),
         _ => r.status.to_owned(),
     };
-    (r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), r.flow.clone(), r.template.clone(), status)
+    (r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), r.flow.to_string(), r.template.to_string(), status)
 }
 
 pub fn expected_lines(scenario: &Scenario) -> Vec<(String, String, String, String)> {
