@@ -51,7 +51,8 @@ impl DueStep {
     /// A deterministic schedule name: 64 characters at most, of `[0-9a-zA-Z-_.]`.
     pub fn schedule_name(&self) -> String {
         let mut hasher = Sha256::new();
-        for part in [self.customer_id.as_str(), &self.enrollment_id, &self.step_id, &self.generation.to_string()] {
+        let mut generation = itoa::Buffer::new();
+        for part in [self.customer_id.as_str(), &self.enrollment_id, &self.step_id, generation.format(self.generation)] {
             hasher.update(part.as_bytes());
             hasher.update([0u8]);
         }
@@ -61,7 +62,7 @@ impl DueStep {
         let _ = hex::encode_to_slice(&hasher.finalize()[..24], &mut digits);
         let mut name = String::with_capacity(3 + digits.len());
         name.push_str("ac-");
-        name.push_str(&String::from_utf8_lossy(&digits));
+        name.extend(digits.iter().map(|&digit| char::from(digit)));
         name
     }
 }
@@ -327,7 +328,7 @@ impl<'f> Run<'f> {
     }
 
     fn start(&mut self, state: &mut CustomerState, flow: &Flow, event: &Event, key: String, item: Option<serde_json::Value>, trigger_value: Option<String>) {
-        let id = format!("{}:{key}", flow.id);
+        let id = smol_str::format_smolstr!("{}:{key}", flow.id);
         if let Some(i) = state.enrollments.iter().position(|e| e.id == id) {
             if !flow.restart {
                 return;
@@ -341,7 +342,7 @@ impl<'f> Run<'f> {
             return;
         }
         let enrollment = Enrollment {
-            id: id.into(),
+            id,
             flow: Name::new(&flow.id),
             flow_version: Name::new(&flow.version),
             key: key.into(),
