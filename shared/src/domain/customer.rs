@@ -222,7 +222,7 @@ impl SendRecord {
 }
 
 /// Stored as `domain::stored` says: each trigger event once.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct CustomerState {
     pub profile: Profile,
     /// Shared with the copy the state was loaded from: a decision changes one or two of them,
@@ -240,6 +240,27 @@ pub struct CustomerState {
 impl CustomerState {
     pub fn new(id: CustomerId, now: DateTime<Utc>) -> Self {
         Self { profile: Profile::new(id, now), enrollments: Vec::new(), finished: NameMap::new(), recent_sends: Vec::new(), last_generation: 0 }
+    }
+}
+
+/// A copy of a state is made to be decided on (the in-memory store's `load`), and nearly every
+/// decision ends an enrollment or records a send. A derived clone sizes each list to its length,
+/// so that first push copied the whole list again; this one leaves room for it.
+impl Clone for CustomerState {
+    fn clone(&self) -> Self {
+        fn with_room<T: Clone>(items: &[T]) -> Vec<T> {
+            let mut copy = Vec::with_capacity(items.len() + 1);
+            copy.extend_from_slice(items);
+            copy
+        }
+        Self {
+            profile: self.profile.clone(),
+            enrollments: with_room(&self.enrollments),
+            // Already in key order: the copy needs no sorting.
+            finished: NameMap::from_sorted_store_unchecked(with_room(self.finished.as_slice())),
+            recent_sends: with_room(&self.recent_sends),
+            last_generation: self.last_generation,
+        }
     }
 }
 

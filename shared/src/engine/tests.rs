@@ -32,6 +32,21 @@ fn consenting_order(id: &str, order: &str, occurred_at: &str) -> Event {
     event(v)
 }
 
+/// A copy of a state is what a decision changes: equal to its original, with room in each
+/// list for the enrollment, finished id or send the decision adds (the derived clone had none).
+#[test]
+fn a_copied_state_is_equal_and_has_room_to_grow() {
+    let flows = repo_flows();
+    let order = event(order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00"));
+    let state = decide(&flows, None, Input::Event(&order), at("2026-11-20T01:15:00Z")).state;
+    assert!(!state.enrollments.is_empty() && !state.finished.is_empty() && !state.recent_sends.is_empty(), "{state:?}");
+    let copy = state.clone();
+    assert_eq!(copy, state);
+    assert!(copy.enrollments.capacity() > copy.enrollments.len());
+    assert!(copy.recent_sends.capacity() > copy.recent_sends.len());
+    assert_eq!(copy.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), state.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>());
+}
+
 #[test]
 fn an_order_sends_its_confirmation_at_once() {
     let flows = repo_flows();
