@@ -190,7 +190,9 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     Ok(())
 }
 
-fn print_reports(reports: &[SendReport], show_skipped: bool, out: &mut dyn Write) {
+/// Generic over the writer: serde_json writes a line in a dozen small pieces, and through
+/// `dyn Write` each was a call into the buffer instead of a copy.
+fn print_reports(reports: &[SendReport], show_skipped: bool, out: &mut impl Write) {
     for r in reports {
         if r.status != "sent" && !show_skipped {
             continue;
