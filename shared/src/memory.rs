@@ -215,7 +215,7 @@ impl Scheduler for MemoryScheduler {
 
 #[derive(Default)]
 pub struct MemoryMailer {
-    sent: Mutex<Vec<(String, OutgoingEmail)>>,
+    sent: Mutex<Vec<(String, OutgoingEmail<'static>)>>,
     /// Count only, keep nothing (the simulator sends hundreds of thousands).
     discard: bool,
     count: AtomicU64,
@@ -233,21 +233,21 @@ impl MemoryMailer {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
-    pub fn sent(&self) -> Vec<(String, OutgoingEmail)> {
+    pub fn sent(&self) -> Vec<(String, OutgoingEmail<'static>)> {
         lock(&self.sent).clone()
     }
 }
 
 #[async_trait]
 impl Mailer for MemoryMailer {
-    async fn send(&self, email: &OutgoingEmail) -> Result<String, PortError> {
+    async fn send(&self, email: &OutgoingEmail<'_>) -> Result<String, PortError> {
         if let Some(message) = lock(&self.fail_with).clone() {
             return Err(PortError::Retryable(message));
         }
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         let id = format!("mem-{n}");
         if !self.discard {
-            lock(&self.sent).push((id.clone(), email.clone()));
+            lock(&self.sent).push((id.clone(), email.clone().into_owned()));
         }
         Ok(id)
     }

@@ -1,6 +1,8 @@
 //! The narrow traits through which services touch the world. Each has an in-memory twin
 //! (`memory`), a local one (`local`, for `aftercare dev`) and an AWS one (`aws`).
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -72,24 +74,50 @@ pub trait Scheduler: Send + Sync {
     async fn delete(&self, name: &str) -> Result<(), PortError>;
 }
 
+/// One email as the mailer takes it. It borrows what the store policy, the send and the
+/// rendered email already hold (the simulator makes one per send and discards it; owned, it was
+/// twenty allocations each); `into_owned` keeps a copy (the in-memory mailer's record).
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutgoingEmail {
-    pub from_name: String,
-    pub from_address: String,
-    pub to: String,
-    pub reply_to: Option<String>,
-    pub subject: String,
-    pub html: String,
-    pub text: String,
-    pub headers: Vec<(String, String)>,
+pub struct OutgoingEmail<'a> {
+    pub from_name: Cow<'a, str>,
+    pub from_address: Cow<'a, str>,
+    pub to: Cow<'a, str>,
+    pub reply_to: Option<Cow<'a, str>>,
+    pub subject: Cow<'a, str>,
+    pub html: Cow<'a, str>,
+    pub text: Cow<'a, str>,
+    pub headers: Vec<(&'static str, Cow<'a, str>)>,
     /// SES message tags: what the feedback function needs without a lookup.
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<(&'static str, Cow<'a, str>)>,
+}
+
+impl OutgoingEmail<'_> {
+    pub fn into_owned(self) -> OutgoingEmail<'static> {
+        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        let own_pairs = |pairs: Vec<(&'static str, Cow<'_, str>)>| pairs.into_iter().map(|(name, value)| (name, own(value))).collect();
+        OutgoingEmail {
+            from_name: own(self.from_name),
+            from_address: own(self.from_address),
+            to: own(self.to),
+            reply_to: self.reply_to.map(own),
+            subject: own(self.subject),
+            html: own(self.html),
+            text: own(self.text),
+            headers: own_pairs(self.headers),
+            tags: own_pairs(self.tags),
+        }
+    }
+
+    /// A tag's value, when the email has that tag.
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        self.tags.iter().find(|(tag, _)| *tag == name).map(|(_, value)| value.as_ref())
+    }
 }
 
 #[async_trait]
 pub trait Mailer: Send + Sync {
     /// Returns the provider's message id.
-    async fn send(&self, email: &OutgoingEmail) -> Result<String, PortError>;
+    async fn send(&self, email: &OutgoingEmail<'_>) -> Result<String, PortError>;
 }
 
 /// A domain event for integrators (EventBridge `Email Sent`).

@@ -29,27 +29,27 @@ fn utf8(data: &str) -> Result<Content, PortError> {
 pub fn email_content(email: &OutgoingEmail) -> Result<(EmailContent, Vec<MessageTag>), PortError> {
     let mut message = Message::builder().subject(utf8(&email.subject)?).body(Body::builder().html(utf8(&email.html)?).text(utf8(&email.text)?).build());
     for (name, value) in &email.headers {
-        message = message.headers(MessageHeader::builder().name(name).value(value).build().map_err(|e| PortError::Fatal(format!("SES header {name}: {e}")))?);
+        message = message.headers(MessageHeader::builder().name(*name).value(value.as_ref()).build().map_err(|e| PortError::Fatal(format!("SES header {name}: {e}")))?);
     }
     let tags = email
         .tags
         .iter()
-        .map(|(name, value)| MessageTag::builder().name(name).value(value).build().map_err(|e| PortError::Fatal(format!("SES tag {name}: {e}"))))
+        .map(|(name, value)| MessageTag::builder().name(*name).value(value.as_ref()).build().map_err(|e| PortError::Fatal(format!("SES tag {name}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((EmailContent::builder().simple(message.build()).build(), tags))
 }
 
 #[async_trait]
 impl Mailer for SesMailer {
-    async fn send(&self, email: &OutgoingEmail) -> Result<String, PortError> {
+    async fn send(&self, email: &OutgoingEmail<'_>) -> Result<String, PortError> {
         let (content, tags) = email_content(email)?;
         let out = self
             .client
             .get()
             .send_email()
             .from_email_address(mailbox(&email.from_name, &email.from_address))
-            .destination(Destination::builder().to_addresses(&email.to).build())
-            .set_reply_to_addresses(email.reply_to.clone().map(|r| vec![r]))
+            .destination(Destination::builder().to_addresses(email.to.as_ref()).build())
+            .set_reply_to_addresses(email.reply_to.as_deref().map(|r| vec![r.to_owned()]))
             .content(content)
             .set_email_tags(Some(tags))
             .set_configuration_set_name(self.configuration_set.clone())

@@ -244,28 +244,28 @@ impl OutboxMailer {
 
 #[async_trait]
 impl Mailer for OutboxMailer {
-    async fn send(&self, email: &OutgoingEmail) -> Result<String, PortError> {
+    async fn send(&self, email: &OutgoingEmail<'_>) -> Result<String, PortError> {
         use mail_builder::headers::raw::Raw;
         use mail_builder::headers::text::Text;
         let now = Utc::now();
-        let tag = |name: &str| email.tags.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str()).to_owned();
+        let tag = |name: &str| email.tag(name).unwrap_or_default().to_owned();
         let id = format!("{}-{}-{}", now.format("%Y%m%dT%H%M%S%.6f"), tag("flow"), tag("step"));
         let mut message = mail_builder::MessageBuilder::new()
-            .from((email.from_name.as_str(), email.from_address.as_str()))
-            .to(email.to.as_str())
-            .subject(email.subject.as_str())
+            .from((email.from_name.as_ref(), email.from_address.as_ref()))
+            .to(email.to.as_ref())
+            .subject(email.subject.as_ref())
             .message_id(format!("{id}@aftercare.local"))
-            .text_body(email.text.as_str())
-            .html_body(email.html.as_str());
+            .text_body(email.text.as_ref())
+            .html_body(email.html.as_ref());
         if let Some(reply_to) = &email.reply_to {
-            message = message.reply_to(reply_to.as_str());
+            message = message.reply_to(reply_to.as_ref());
         }
         // Our headers are ASCII by construction (List-Unsubscribe must not be encoded).
         for (name, value) in &email.headers {
-            message = message.header(name.as_str(), Raw::new(value.as_str()));
+            message = message.header(*name, Raw::new(value.as_ref()));
         }
         for (name, value) in &email.tags {
-            message = message.header(format!("X-Aftercare-Tag-{name}"), Text::new(value.as_str()));
+            message = message.header(format!("X-Aftercare-Tag-{name}"), Text::new(value.as_ref()));
         }
         let raw = message.write_to_string().map_err(|e| PortError::Fatal(format!("cannot build .eml: {e}")))?;
         let path = self.dir.join(format!("{id}.eml"));

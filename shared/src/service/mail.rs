@@ -1,5 +1,7 @@
 //! From a rendered template to an outgoing message: sender, headers, SES tags.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 
 use crate::engine::SendIntent;
@@ -16,11 +18,11 @@ fn is_tag_safe(value: &str) -> bool {
 }
 
 /// The customer id as SES tags: `customer_id` when it fits the tag alphabet, else `customer_id_hex`.
-pub fn customer_tag(id: &str) -> Option<(String, String)> {
+pub fn customer_tag(id: &str) -> Option<(&'static str, Cow<'_, str>)> {
     if is_tag_safe(id) {
-        Some(("customer_id".into(), id.into()))
+        Some(("customer_id", Cow::Borrowed(id)))
     } else if id.len() <= 128 {
-        Some(("customer_id_hex".into(), hex::encode(id.as_bytes())))
+        Some(("customer_id_hex", Cow::Owned(hex::encode(id.as_bytes()))))
     } else {
         None
     }
@@ -40,42 +42,43 @@ pub fn mailbox(name: &str, address: &str) -> String {
 }
 
 /// RFC 8058 one-click unsubscribe headers (what Gmail and Yahoo require of bulk senders).
-pub fn unsubscribe_headers(url: &str, mailto: &str) -> Vec<(String, String)> {
-    vec![
-        ("List-Unsubscribe".to_owned(), format!("<{url}>, <mailto:{mailto}?subject=unsubscribe>")),
-        ("List-Unsubscribe-Post".to_owned(), "List-Unsubscribe=One-Click".to_owned()),
+pub fn unsubscribe_headers(url: &str, mailto: &str) -> [(&'static str, Cow<'static, str>); 2] {
+    [
+        ("List-Unsubscribe", Cow::Owned(format!("<{url}>, <mailto:{mailto}?subject=unsubscribe>"))),
+        ("List-Unsubscribe-Post", Cow::Borrowed("List-Unsubscribe=One-Click")),
     ]
 }
 
-pub(crate) fn outgoing(store: &StorePolicy, send: &SendIntent, rendered: &RenderedEmail, unsubscribe_url: Option<&str>) -> OutgoingEmail {
+pub(crate) fn outgoing<'a>(store: &'a StorePolicy, send: &'a SendIntent, rendered: &'a RenderedEmail, unsubscribe_url: Option<&str>) -> OutgoingEmail<'a> {
     let customer_id = send.profile.id.as_str();
-    let mut tags = vec![
-        ("flow".to_owned(), send.flow.as_str().to_owned()),
-        ("step".to_owned(), send.step_id.as_str().to_owned()),
-        ("template".to_owned(), send.template.as_str().to_owned()),
-        ("category".to_owned(), send.category.as_str().to_owned()),
-        ("enrollment".to_owned(), crate::engine::enrollment_tag(&send.enrollment_id)),
-    ];
+    let mut tags = Vec::with_capacity(7);
+    tags.extend([
+        ("flow", Cow::Borrowed(send.flow.as_str())),
+        ("step", Cow::Borrowed(send.step_id.as_str())),
+        ("template", Cow::Borrowed(send.template.as_str())),
+        ("category", Cow::Borrowed(send.category.as_str())),
+        ("enrollment", Cow::Owned(crate::engine::enrollment_tag(&send.enrollment_id))),
+    ]);
     if let Some(variant) = send.enrollment.variant.as_ref().filter(|v| is_tag_safe(v)) {
-        tags.push(("variant".to_owned(), variant.as_str().to_owned()));
+        tags.push(("variant", Cow::Borrowed(variant.as_str())));
     }
     tags.extend(customer_tag(customer_id));
-    let mut headers = Vec::new();
+    let mut headers = Vec::with_capacity(3);
     if let Some(url) = unsubscribe_url {
         let mailto = store.sender.reply_to.as_ref().unwrap_or(&store.sender.address);
         headers.extend(unsubscribe_headers(url, mailto.as_str()));
     }
     if customer_id.is_ascii() && !customer_id.chars().any(char::is_control) {
-        headers.push((CUSTOMER_HEADER.to_owned(), customer_id.to_owned()));
+        headers.push((CUSTOMER_HEADER, Cow::Borrowed(customer_id)));
     }
     OutgoingEmail {
-        from_name: store.sender.name.clone(),
-        from_address: store.sender.address.to_string(),
-        to: send.to.to_string(),
-        reply_to: store.sender.reply_to.as_ref().map(ToString::to_string),
-        subject: rendered.subject.clone(),
-        html: rendered.html.clone(),
-        text: rendered.text.clone(),
+        from_name: Cow::Borrowed(&store.sender.name),
+        from_address: Cow::Borrowed(store.sender.address.as_str()),
+        to: Cow::Borrowed(send.to.as_str()),
+        reply_to: store.sender.reply_to.as_ref().map(|address| Cow::Borrowed(address.as_str())),
+        subject: Cow::Borrowed(&rendered.subject),
+        html: Cow::Borrowed(&rendered.html),
+        text: Cow::Borrowed(&rendered.text),
         headers,
         tags,
     }
@@ -87,8 +90,8 @@ mod tests {
 
     #[test]
     fn customer_ids_become_valid_tags() {
-        assert_eq!(customer_tag("cust-1"), Some(("customer_id".into(), "cust-1".into())));
-        assert_eq!(customer_tag("a@b.jp"), Some(("customer_id_hex".into(), "6140622e6a70".into())));
+        assert_eq!(customer_tag("cust-1"), Some(("customer_id", "cust-1".into())));
+        assert_eq!(customer_tag("a@b.jp"), Some(("customer_id_hex", "6140622e6a70".into())));
         assert_eq!(customer_tag(&"顧".repeat(100)), None);
     }
 

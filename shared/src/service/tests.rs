@@ -168,7 +168,7 @@ async fn marketing_carries_one_click_unsubscribe_and_receipts_do_not() {
     let due = m.scheduler.take_next_due(at("2026-11-20T02:15:00Z")).expect("thank-you scheduled");
     m.app.run_step(&due.due, &mut Vec::new()).await.unwrap();
     let sent = m.mailer.sent();
-    let header = |i: usize, name: &str| sent[i].1.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let header = |i: usize, name: &str| sent[i].1.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
     assert_eq!(sent[0].1.subject, "ご注文ありがとうございます（注文番号 #A1）");
     assert_eq!(header(0, "List-Unsubscribe"), None, "receipts carry no unsubscribe header");
     assert!(sent[1].1.tags.contains(&("flow".into(), "thank_you".into())));
