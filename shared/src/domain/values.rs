@@ -121,8 +121,12 @@ impl Locale {
     /// The primary language subtag, lower case: `ja-JP` → `ja`.
     pub fn language(&self) -> smol_str::SmolStr {
         let language = self.0.split('-').next().unwrap_or_default();
-        // Tags are usually written lower case already: then the language is copied, not re-cased.
-        if language.bytes().any(|b| b.is_ascii_uppercase()) { smol_str::SmolStr::from(language.to_ascii_lowercase()) } else { smol_str::SmolStr::new(language) }
+        // Usually written in lower case already: then it is copied (inline, no allocation).
+        if language.bytes().any(|b| b.is_ascii_uppercase()) {
+            smol_str::SmolStr::from(language.to_ascii_lowercase())
+        } else {
+            smol_str::SmolStr::new(language)
+        }
     }
 }
 
