@@ -2,6 +2,7 @@
 //! enrollments, and recent sends. One customer is one unit of consistency.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -49,12 +50,13 @@ pub struct Profile {
     pub complained: bool,
     #[serde(default)]
     pub orders_count: u32,
-    /// Total spent per currency code.
+    /// Total spent per currency code. This map and the next change only with an order, so a
+    /// copied profile shares them with its original (`Arc::make_mut` copies one on change).
     #[serde(default)]
-    pub total_spent: NameMap<Decimal>,
+    pub total_spent: Arc<NameMap<Decimal>>,
     /// How many orders contained each SKU.
     #[serde(default)]
-    pub sku_order_counts: NameMap<u32>,
+    pub sku_order_counts: Arc<NameMap<u32>>,
     #[serde(default)]
     pub first_order_at: Option<DateTime<Utc>>,
     /// The id of the first order seen (thank-you notes for first orders).
@@ -87,8 +89,8 @@ impl Profile {
             bounced: false,
             complained: false,
             orders_count: 0,
-            total_spent: NameMap::new(),
-            sku_order_counts: NameMap::new(),
+            total_spent: Arc::default(),
+            sku_order_counts: Arc::default(),
             first_order_at: None,
             first_order_id: None,
             last_order_at: None,
@@ -121,11 +123,12 @@ impl Profile {
                 let at = event.occurred_at_utc();
                 self.orders_count += 1;
                 if let (Some(total), Some(currency)) = (order.total, &order.currency) {
-                    *self.total_spent.entry(Name::new(currency.as_str())).or_default() += total.0;
+                    *Arc::make_mut(&mut self.total_spent).entry(Name::new(currency.as_str())).or_default() += total.0;
                 }
                 let skus: BTreeSet<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
+                let counts = Arc::make_mut(&mut self.sku_order_counts);
                 for sku in skus {
-                    *self.sku_order_counts.entry(Name::new(sku)).or_default() += 1;
+                    *counts.entry(Name::new(sku)).or_default() += 1;
                 }
                 if self.first_order_at.is_none_or(|first| at < first) {
                     self.first_order_id = Some(Name::new(&order.id));

@@ -239,7 +239,7 @@ mod tests {
         let mut state = CustomerState::new(CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
         state.profile.first_order_id = Some("A1".into());
         state.profile.orders_count = 2;
-        state.profile.total_spent.insert("JPY".into(), rust_decimal::Decimal::new(8600, 0));
+        std::sync::Arc::make_mut(&mut state.profile.total_spent).insert("JPY".into(), rust_decimal::Decimal::new(8600, 0));
         state.profile.last_sent.insert("win_back".into(), at("2026-11-01T00:00:00Z"));
         state.profile.last_sent.insert("welcome".into(), at("2026-10-01T00:00:00Z"));
         let event = Event::parse(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();

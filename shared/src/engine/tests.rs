@@ -45,6 +45,14 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     assert!(copy.enrollments.capacity() > copy.enrollments.len());
     assert!(copy.recent_sends.capacity() > copy.recent_sends.len());
     assert_eq!(copy.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), state.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>());
+    // The order-only maps are shared, and an order decided on the copy leaves the original's as they were.
+    assert!(Arc::ptr_eq(&copy.profile.sku_order_counts, &state.profile.sku_order_counts));
+    assert!(Arc::ptr_eq(&copy.profile.total_spent, &state.profile.total_spent));
+    let before = (state.profile.sku_order_counts.clone(), state.profile.total_spent.clone());
+    let second = event(order_placed("e2", "c1", "A2", "2026-11-21T10:15:00+09:00"));
+    let after = decide(&flows, Some(copy), Input::Event(&second), at("2026-11-21T01:15:00Z")).state;
+    assert_ne!(after.profile.sku_order_counts, before.0, "the second order is counted on the copy");
+    assert_eq!((state.profile.sku_order_counts, state.profile.total_spent), before, "and not on the original");
 }
 
 #[test]
