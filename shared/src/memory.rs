@@ -247,7 +247,7 @@ impl Mailer for MemoryMailer {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         let id = format!("mem-{n}");
         if !self.discard {
-            lock(&self.sent).push((id.clone(), email.clone().into_owned()));
+            lock(&self.sent).push((id.clone(), email.to_owned_email()));
         }
         Ok(id)
     }

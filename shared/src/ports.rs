@@ -76,7 +76,7 @@ pub trait Scheduler: Send + Sync {
 
 /// One email as the mailer takes it. It borrows what the store policy, the send and the
 /// rendered email already hold (the simulator makes one per send and discards it; owned, it was
-/// twenty allocations each); `into_owned` keeps a copy (the in-memory mailer's record).
+/// twenty allocations each); `to_owned_email` makes a copy (the in-memory mailer's record).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutgoingEmail<'a> {
     pub from_name: Cow<'a, str>,
@@ -92,19 +92,19 @@ pub struct OutgoingEmail<'a> {
 }
 
 impl OutgoingEmail<'_> {
-    pub fn into_owned(self) -> OutgoingEmail<'static> {
-        let own = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
-        let own_pairs = |pairs: Vec<(&'static str, Cow<'_, str>)>| pairs.into_iter().map(|(name, value)| (name, own(value))).collect();
+    pub fn to_owned_email(&self) -> OutgoingEmail<'static> {
+        let own = |text: &Cow<'_, str>| Cow::Owned(String::from(text.as_ref()));
+        let own_pairs = |pairs: &[(&'static str, Cow<'_, str>)]| pairs.iter().map(|(name, value)| (*name, own(value))).collect();
         OutgoingEmail {
-            from_name: own(self.from_name),
-            from_address: own(self.from_address),
-            to: own(self.to),
-            reply_to: self.reply_to.map(own),
-            subject: own(self.subject),
-            html: own(self.html),
-            text: own(self.text),
-            headers: own_pairs(self.headers),
-            tags: own_pairs(self.tags),
+            from_name: own(&self.from_name),
+            from_address: own(&self.from_address),
+            to: own(&self.to),
+            reply_to: self.reply_to.as_ref().map(own),
+            subject: own(&self.subject),
+            html: own(&self.html),
+            text: own(&self.text),
+            headers: own_pairs(&self.headers),
+            tags: own_pairs(&self.tags),
         }
     }
 
