@@ -16,12 +16,10 @@
 
 use std::time::Instant;
 
+use aftercare_core::cost::ITEM_OVERHEAD;
 use aftercare_core::domain::{Event, STATE_DICTIONARY_1};
 use aftercare_core::ports::Store;
 use aftercare_core::simulation::Simulation;
-
-/// Key and attribute names beside the deflated state (as `cost::ITEM_OVERHEAD`).
-const ITEM_OVERHEAD: usize = 40;
 
 fn main() {
     let path = std::env::args().nth(1).expect("usage: deflate_levels EVENTS.jsonl");

@@ -45,7 +45,7 @@ impl MeteredStore {
 }
 
 /// Attribute names and key overhead of an item beside its JSON payload.
-const ITEM_OVERHEAD: usize = 40;
+pub const ITEM_OVERHEAD: usize = 40;
 /// The state item as the DynamoDB adapter writes it: the JSON deflated, in `state_z1`.
 fn state_item_bytes(state: &CustomerState) -> usize {
     state.to_deflated_json().map_or(0, |bytes| bytes.len()) + ITEM_OVERHEAD
