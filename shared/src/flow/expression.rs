@@ -1,11 +1,13 @@
 //! Flow expressions (`trigger.filter`, `when`, `wait.days`, …): checked when the flow loads,
 //! compiled once on first use together with the list of variables each one reads, so that
 //! evaluating one builds only those (the engine's `Scope::variables`) and looks nothing up
-//! by its text.
+//! by its text. Most are evaluated natively (`native`), the rest by minijinja.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, LazyLock, OnceLock};
+
+use super::native::Native;
 
 /// The variables a flow expression can read (flows/README.md), in a fixed order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +250,8 @@ pub struct Expression {
 
 struct Compiled {
     expression: minijinja::Expression<'static, 'static>,
+    /// The same expression for the native evaluator, when it is in its subset.
+    native: Option<Native>,
     reads: Reads,
 }
 
@@ -260,7 +264,7 @@ impl Compiled {
         let expression = compile(source)?;
         // One pass: the top-level names are the paths' heads.
         let reads = Reads::of_paths(&expression.undeclared_variables(true));
-        Ok(Compiled { expression, reads })
+        Ok(Compiled { expression, native: Native::compile(source), reads })
     }
 }
 
@@ -291,7 +295,11 @@ impl Expression {
     /// Evaluates against a context built by `context` from what the expression reads.
     pub fn eval_with(&self, context: impl FnOnce(&Reads) -> minijinja::Value) -> Result<minijinja::Value, String> {
         let compiled = self.compiled()?;
-        compiled.expression.eval(context(&compiled.reads)).map_err(|e| e.to_string())
+        let context = context(&compiled.reads);
+        if let Some(value) = compiled.native.as_ref().and_then(|native| native.eval(&context)) {
+            return Ok(value);
+        }
+        compiled.expression.eval(context).map_err(|e| e.to_string())
     }
 
     /// Evaluates against a context of the variables it reads.

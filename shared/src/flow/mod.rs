@@ -5,6 +5,7 @@ mod catalog;
 mod duration;
 mod expression;
 mod model;
+mod native;
 mod store_policy;
 
 pub use catalog::{Catalog, Product, SharedCatalog};
