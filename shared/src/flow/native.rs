@@ -617,6 +617,20 @@ mod tests {
         }
     }
 
+    /// minijinja folds `and` of constants to `false` where evaluating it gives the falsy
+    /// operand; a fold this evaluator cannot compute leaves the whole expression to minijinja.
+    #[test]
+    fn constants_fold_as_minijinja_folds_them() {
+        let context = context();
+        for source in ["'' and 1", "\"\" and not none", "0 or ''", "not ''", "customer.orders_count and ('' and 1)", "1 + 2 == 3 and 'a' in 'cat'"] {
+            let value = Native::compile(source).and_then(|n| n.eval(&context)).unwrap_or_else(|| panic!("{source:?} evaluates natively"));
+            let expected = minijinja(source, &context).unwrap();
+            assert!(same(&value, &expected), "{source:?}: {value:?} against minijinja's {expected:?}");
+        }
+        assert_eq!(Native::compile("'' and 1"), Some(Native::Const(Value::from(false))));
+        assert_eq!(Native::compile("none and true + true"), None, "minijinja adds booleans when it folds");
+    }
+
     /// Random expressions of the subset's pieces over random values: wherever the native
     /// evaluator answers, minijinja answers the same.
     fn expression() -> impl Strategy<Value = String> {
