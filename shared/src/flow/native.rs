@@ -1,12 +1,13 @@
 //! A native evaluator for the plain flow expressions: variables, attributes and subscripts,
 //! integer and string literals, `and` / `or` / `not`, comparisons, `in`, integer `+ - * %`,
-//! the tests `none` / `defined` / `undefined` and the filters `default` and `length`, which is
-//! what all but two of the default flows' expressions use (`selectattr` is left to minijinja,
-//! as is anything else outside the subset).
+//! the tests `none` / `defined` / `undefined` and the filters `default`, `length`, `list` and
+//! `selectattr("path")`, which is what every default flow's expressions are made of. Anything
+//! outside the subset is left to minijinja.
 //!
-//! Why: every `email_opened` evaluates `engagement_coupon`'s trigger filter, and running it on
-//! minijinja's machine (a `State` with its context and frames, per evaluation) cost about 2,400
-//! of the open's 29,200 instructions (BENCHMARKS.md). The syntax is minijinja's, parsed with
+//! Why: every `email_opened` evaluates `engagement_coupon`'s trigger filter, and every order
+//! `usage_guide`'s and `replenishment`'s `selectattr`s; running them on minijinja's machine (a
+//! `State` with its context and frames, per evaluation) cost about 2,400 of an open's 29,200
+//! instructions and 10,300 of an order's 155,100 (BENCHMARKS.md, items 66 and 67). The syntax is minijinja's, parsed with
 //! its precedence, and constants are folded as it folds them. Every operation is minijinja's
 //! own on its `Value`s (`get_attr`, `get_item`, `==`, `<`, `is_true`, `len`) or the same integer
 //! arithmetic. Wherever minijinja would do something this does not (an error, a float, a kind of
@@ -35,6 +36,10 @@ pub(crate) enum Native {
     /// `value | default(other, lax)`.
     Default(Box<Native>, Option<Box<Native>>, Option<Box<Native>>),
     Length(Box<Native>),
+    /// `value | selectattr("path")`: the items whose attribute at `path` is true.
+    SelectAttr(Box<Native>, Box<[Box<str>]>),
+    /// `value | list`.
+    List(Box<Native>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +105,8 @@ impl Native {
             Native::Test(test, value) => Native::Test(test, fold(value)?),
             Native::Default(value, other, lax) => Native::Default(fold(value)?, fold_given(other)?, fold_given(lax)?),
             Native::Length(value) => Native::Length(fold(value)?),
+            Native::SelectAttr(value, path) => Native::SelectAttr(fold(value)?, path),
+            Native::List(value) => Native::List(fold(value)?),
             leaf @ (Native::Const(_) | Native::Var(_)) => return Some(leaf),
         };
         Some(match &folded {
@@ -194,6 +201,20 @@ impl Native {
                 }
             }
             Native::Length(value) => Value::from(value.eval(context)?.len()?),
+            Native::SelectAttr(value, path) => {
+                let mut selected = Vec::new();
+                for item in items(&value.eval(context)?)? {
+                    let mut tested = item.clone();
+                    for name in path.iter() {
+                        tested = tested.get_attr(name).ok()?;
+                    }
+                    if tested.is_true() {
+                        selected.push(item);
+                    }
+                }
+                Value::from(selected)
+            }
+            Native::List(value) => Value::from(items(&value.eval(context)?)?),
         })
     }
 }
@@ -201,6 +222,15 @@ impl Native {
 /// minijinja makes looking into an undefined value an error; that is left to it.
 fn defined(value: Value) -> Option<Value> {
     (!value.is_undefined()).then_some(value)
+}
+
+/// What minijinja's filters iterate over, where that is plain: a list's items, and nothing for
+/// undefined or none (a map's keys, a string's characters and the rest are left to it).
+fn items(value: &Value) -> Option<Vec<Value>> {
+    match value.kind() {
+        ValueKind::Seq | ValueKind::Undefined | ValueKind::None => Some(value.try_iter().ok()?.collect()),
+        _ => None,
+    }
 }
 
 /// An integer as minijinja's arithmetic takes it (two integers are added as i128).
@@ -444,9 +474,21 @@ impl<'a> Parser<'_, 'a> {
                         let other = args.pop().map(Box::new);
                         Native::Default(Box::new(value), other, lax)
                     }
-                    Some(Token::Ident("length")) if !matches!(self.tokens.get(self.at + 1), Some(Token::Op("("))) => {
+                    Some(Token::Ident(name @ ("length" | "list"))) if !matches!(self.tokens.get(self.at + 1), Some(Token::Op("("))) => {
+                        let name = *name;
                         self.at += 1;
-                        Native::Length(Box::new(value))
+                        if name == "length" { Native::Length(Box::new(value)) } else { Native::List(Box::new(value)) }
+                    }
+                    Some(Token::Ident("selectattr")) => {
+                        self.at += 1;
+                        // One attribute path, as a string: a test name after it is minijinja's,
+                        // as is a path with an index in it (`items.0`).
+                        let [Native::Const(path)] = &self.args()?[..] else { return None };
+                        let path: Box<[Box<str>]> = path.as_str()?.split('.').map(Box::from).collect();
+                        if path.iter().any(|name| name.parse::<usize>().is_ok()) {
+                            return None;
+                        }
+                        Native::SelectAttr(Box::new(value), path)
                     }
                     _ => return None,
                 };
@@ -571,6 +613,8 @@ mod tests {
             "shipment.estimated_delivery",
             "order.items | length > 1",
             "not customer.email is defined or customer.days_since_sent['welcome'] * 2 != 80",
+            "order[\"items\"] | selectattr(\"guide_url\") | list | length > 0",
+            "order[\"items\"] | selectattr(\"replenish_after_days\") | list",
         ];
         for source in sources {
             let native = Native::compile(source).unwrap_or_else(|| panic!("{source:?} is in the subset"));
@@ -583,7 +627,11 @@ mod tests {
     #[test]
     fn what_the_subset_does_not_cover_is_left_to_minijinja() {
         for source in [
-            "order[\"items\"] | selectattr(\"guide_url\") | list",
+            "order.items | selectattr('guide_url', 'defined')",
+            "order.items | selectattr(customer.email)",
+            "order.items | selectattr('a.0')",
+            "order.items | select",
+            "order.items | list(1)",
             "range(3)",
             "a if b else c",
             "1.5 > order_total",
@@ -611,7 +659,7 @@ mod tests {
         // In the subset but not natively evaluable: looking into undefined, an `in` on a map,
         // a float in arithmetic, a remainder by zero.
         let context = context();
-        for source in ["review.id", "'x' in customer", "order_total + 1", "customer.orders_count % 0", "'A' in customer.orders_count"] {
+        for source in ["review.id", "'x' in customer", "order_total + 1", "customer.orders_count % 0", "'A' in customer.orders_count", "customer | list", "order.id | list", "order.items | selectattr('nope.x')"] {
             let native = Native::compile(source).unwrap_or_else(|| panic!("{source:?} is in the subset"));
             assert_eq!(native.eval(&context), None, "{source:?}");
         }
@@ -655,7 +703,7 @@ mod tests {
                 inner.clone().prop_map(|e| format!("({e})")),
                 (inner.clone(), prop_oneof![Just("and"), Just("or"), Just("=="), Just("!="), Just("<"), Just("<="), Just(">"), Just(">="), Just("in"), Just("not in"), Just("+"), Just("-"), Just("*"), Just("%")], inner.clone())
                     .prop_map(|(a, op, b)| format!("{a} {op} {b}")),
-                (inner.clone(), prop_oneof![Just("is none"), Just("is not none"), Just("is defined"), Just("is undefined"), Just("| length"), Just("| default"), Just("| default(1)")])
+                (inner.clone(), prop_oneof![Just("is none"), Just("is not none"), Just("is defined"), Just("is undefined"), Just("| length"), Just("| default"), Just("| default(1)"), Just("| list"), Just("| selectattr('a')"), Just("| selectattr('b.c')"), Just("| selectattr(\"a\") | list")])
                     .prop_map(|(e, f)| format!("{e} {f}")),
                 (inner.clone(), inner.clone(), inner).prop_map(|(e, other, lax)| format!("{e} | default({other}, {lax})")),
             ]
