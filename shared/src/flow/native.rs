@@ -84,10 +84,7 @@ impl Native {
     /// evaluated it gives `""`. So the same folds happen here, bottom up, as its `as_const`
     /// does them; `None` when one of them is not this evaluator's to compute (`true + true`).
     fn fold(self) -> Option<Native> {
-        let constant = |n: &Native| match n {
-            Native::Const(value) => Some(value.clone()),
-            _ => None,
-        };
+        let is_constant = |n: &Native| matches!(n, Native::Const(_));
         let fold = |n: Box<Native>| n.fold().map(Box::new);
         let fold_given = |n: Option<Box<Native>>| match n {
             Some(n) => fold(n).map(Some),
@@ -110,13 +107,13 @@ impl Native {
             leaf @ (Native::Const(_) | Native::Var(_)) => return Some(leaf),
         };
         Some(match &folded {
-            Native::And(left, right) => match (constant(left), constant(right)) {
-                (Some(left), Some(right)) => Native::Const(if left.is_true() && right.is_true() { right } else { Value::from(false) }),
+            Native::And(left, right) => match (&**left, &**right) {
+                (Native::Const(left), Native::Const(right)) => Native::Const(if left.is_true() && right.is_true() { right.clone() } else { Value::from(false) }),
                 _ => folded,
             },
             // The others fold to what they evaluate to, with no variable left to read.
-            Native::Not(value) if constant(value).is_some() => Native::Const(folded.eval(&Value::UNDEFINED)?),
-            Native::Or(a, b) | Native::Compare(_, a, b) | Native::In(a, b) | Native::Math(_, a, b) if constant(a).is_some() && constant(b).is_some() => {
+            Native::Not(value) if is_constant(value) => Native::Const(folded.eval(&Value::UNDEFINED)?),
+            Native::Or(a, b) | Native::Compare(_, a, b) | Native::In(a, b) | Native::Math(_, a, b) if is_constant(a) && is_constant(b) => {
                 Native::Const(folded.eval(&Value::UNDEFINED)?)
             }
             _ => folded,
@@ -415,28 +412,21 @@ impl<'a> Parser<'_, 'a> {
     }
 
     fn math1(&mut self) -> Option<Native> {
-        let mut left = self.math2()?;
-        loop {
-            let op = match self.peek() {
-                Some(Token::Op("+")) => Math::Add,
-                Some(Token::Op("-")) => Math::Sub,
-                _ => return Some(left),
-            };
-            self.at += 1;
-            left = Native::Math(op, Box::new(left), Box::new(self.math2()?));
-        }
+        self.arithmetic(&[("+", Math::Add), ("-", Math::Sub)], Self::math2)
     }
 
     fn math2(&mut self) -> Option<Native> {
-        let mut left = self.unary()?;
+        self.arithmetic(&[("*", Math::Mul), ("%", Math::Rem)], Self::unary)
+    }
+
+    /// One level of left-associative arithmetic over the next, tighter one.
+    fn arithmetic(&mut self, ops: &[(&str, Math)], next: fn(&mut Self) -> Option<Native>) -> Option<Native> {
+        let mut left = next(self)?;
         loop {
-            let op = match self.peek() {
-                Some(Token::Op("*")) => Math::Mul,
-                Some(Token::Op("%")) => Math::Rem,
-                _ => return Some(left),
-            };
+            let Some(Token::Op(token)) = self.peek() else { return Some(left) };
+            let Some(&(_, op)) = ops.iter().find(|(symbol, _)| symbol == token) else { return Some(left) };
             self.at += 1;
-            left = Native::Math(op, Box::new(left), Box::new(self.unary()?));
+            left = Native::Math(op, Box::new(left), Box::new(next(self)?));
         }
     }
 
