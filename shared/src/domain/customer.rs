@@ -233,8 +233,9 @@ pub struct CustomerState {
     pub enrollments: Vec<std::sync::Arc<Enrollment>>,
     /// Enrollment ids that ended, so a per-order flow never runs twice for one order.
     pub finished: NameMap<DateTime<Utc>>,
-    /// Sends of the last days, newest last, for smart sending and frequency rules.
-    pub recent_sends: Vec<SendRecord>,
+    /// Sends of the last days, newest last, for smart sending and frequency rules. Shared
+    /// with the loaded copy as the enrollments are: feedback changes one (`Arc::make_mut`).
+    pub recent_sends: Vec<std::sync::Arc<SendRecord>>,
     /// The last schedule generation handed out. Unique per customer, so a restarted or
     /// re-entered enrollment never reuses the schedule name of the one it replaces.
     pub last_generation: u32,

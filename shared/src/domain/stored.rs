@@ -151,7 +151,7 @@ struct StateOut<'a> {
     triggers: Vec<&'a Event>,
     enrollments: Vec<EnrollmentOut<'a>>,
     finished: &'a NameMap<DateTime<Utc>>,
-    recent_sends: &'a [SendRecord],
+    recent_sends: &'a [Arc<SendRecord>],
     last_generation: u32,
 }
 
@@ -231,7 +231,7 @@ struct StateIn {
     #[serde(default)]
     finished: NameMap<DateTime<Utc>>,
     #[serde(default)]
-    recent_sends: Vec<SendRecord>,
+    recent_sends: Vec<Arc<SendRecord>>,
     #[serde(default)]
     last_generation: u32,
 }

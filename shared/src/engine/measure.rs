@@ -56,7 +56,7 @@ impl Run<'_> {
                 // Credited to the email the opt-out came from when known, else the last marketing one.
                 let from_email = event.email.as_ref().and_then(|email| state.recent_sends.iter().rposition(|s| belongs_to(email, s)));
                 let index = from_email.or_else(|| state.recent_sends.iter().rposition(|s| s.marketing))?;
-                let send = state.recent_sends[index].clone();
+                let send = std::sync::Arc::clone(&state.recent_sends[index]);
                 self.count_email(&send, Metric::Unsubscribed, 1);
                 None
             }
@@ -74,7 +74,7 @@ impl Run<'_> {
         let Some(email) = &event.email else { return };
         let Some(index) = state.recent_sends.iter().rposition(|s| belongs_to(email, s)) else { return };
         let at = event.occurred_at_utc();
-        let send = &mut state.recent_sends[index];
+        let send = std::sync::Arc::make_mut(&mut state.recent_sends[index]);
         let mut counts = Vec::new();
         let mut engaged = None;
         match event.event_type.as_str() {
@@ -141,7 +141,7 @@ impl Run<'_> {
                 .filter(|s| s.marketing)
                 .filter_map(|s| touched(s).filter(|t| *t <= at && at - *t <= window).map(|t| (t, s)))
                 .max_by_key(|(t, _)| *t)
-                .map(|(_, s)| s.clone())
+                .map(|(_, s)| SendRecord::clone(s))
         };
         let send = last_touch(|s| s.clicked_at).or_else(|| last_touch(|s| s.opened_at))?;
         self.count_email(&send, Metric::Converted, 1);

@@ -670,7 +670,7 @@ impl<'f> Run<'f> {
             Ok(to) => {
                 entry.kind = TimelineKind::Sent;
                 self.timeline.push(entry);
-                state.recent_sends.push(SendRecord {
+                state.recent_sends.push(std::sync::Arc::new(SendRecord {
                     at: self.now,
                     enrollment_id: enrollment.id.clone(),
                     flow: Name::new(&flow.id),
@@ -682,7 +682,7 @@ impl<'f> Run<'f> {
                     delivered: false,
                     opened_at: None,
                     clicked_at: None,
-                });
+                }));
                 if let Some(record) = state.recent_sends.last() {
                     self.count_email(record, Metric::Sent, 1);
                 }

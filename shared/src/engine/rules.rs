@@ -35,7 +35,7 @@ impl SkipReason {
 }
 
 /// The address to send to, or why not.
-pub fn may_send(flow: &Flow, profile: &Profile, recent: &[SendRecord], smart_sending_hours: u32, now: DateTime<Utc>) -> Result<EmailAddress, SkipReason> {
+pub fn may_send(flow: &Flow, profile: &Profile, recent: &[std::sync::Arc<SendRecord>], smart_sending_hours: u32, now: DateTime<Utc>) -> Result<EmailAddress, SkipReason> {
     let to = profile.email.clone().ok_or(SkipReason::NoEmail)?;
     if profile.bounced {
         return Err(SkipReason::Suppressed);

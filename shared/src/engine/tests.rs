@@ -48,6 +48,13 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     // The order-only maps are shared, and an order decided on the copy leaves the original's as they were.
     assert!(Arc::ptr_eq(&copy.profile.sku_order_counts, &state.profile.sku_order_counts));
     assert!(Arc::ptr_eq(&copy.profile.total_spent, &state.profile.total_spent));
+    // So are the send records, and an open decided on a copy marks the copy's record only.
+    assert!(Arc::ptr_eq(&copy.recent_sends[0], &state.recent_sends[0]));
+    let opened = event(json!({"id": "o1", "type": "email_opened", "occurred_at": "2026-11-20T12:00:00+09:00", "customer": {"id": "c1"},
+                              "email": {"flow": "order_confirmation"}}));
+    let marked = decide(&flows, Some(copy.clone()), Input::Event(&opened), at("2026-11-20T03:00:00Z")).state;
+    assert_eq!(marked.recent_sends[0].opened_at, Some(at("2026-11-20T03:00:00Z")), "the open is marked on the copy");
+    assert_eq!(state.recent_sends[0].opened_at, None, "and not on the original");
     let before = (state.profile.sku_order_counts.clone(), state.profile.total_spent.clone());
     let second = event(order_placed("e2", "c1", "A2", "2026-11-21T10:15:00+09:00"));
     let after = decide(&flows, Some(copy), Input::Event(&second), at("2026-11-21T01:15:00Z")).state;

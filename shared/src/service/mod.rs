@@ -465,7 +465,7 @@ fn mark(decision: &mut Decision, effect: usize, kind: TimelineKind, message_id: 
             entry.reason.clone_from(&reason);
         }
     }
-    if let Some(record) = state.recent_sends.iter_mut().rev().find(|r| r.flow == send.flow && r.step_id == send.step_id) {
+    if let Some(record) = state.recent_sends.iter_mut().rev().find(|r| r.flow == send.flow && r.step_id == send.step_id).map(std::sync::Arc::make_mut) {
         record.message_id = message_id.map(Into::into);
         if kind == TimelineKind::Failed {
             // Never sent: not counted as sent either.
