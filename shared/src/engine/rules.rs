@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::domain::{EmailAddress, Enrollment, Event, Name, Profile, SendRecord};
-use crate::flow::{Category, CustomerAttr, Expression, Flow, OrderAttr, Reads, StorePolicy, Var};
+use crate::flow::{attr_of, Category, CustomerAttr, Expression, Flow, OrderAttr, Reads, StorePolicy, Var, Variables};
 
 /// Why a send step did not send. `code()` is what the timeline and the simulator print.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,90 +80,98 @@ impl Scope<'_> {
     /// parts shared), and only those `reads` names: most expressions read one or two, and
     /// serializing the event was most of an evaluation.
     pub fn variables(&self, reads: &Reads) -> minijinja::Value {
+        Fields::value(Var::ALL.into_iter().filter(|var| reads.var(*var)).map(|var| (var.name(), self.var(var, reads))).collect())
+    }
+
+    /// One variable, as `variables` has it.
+    fn var(&self, var: Var, reads: &Reads) -> minijinja::Value {
         use minijinja::Value as V;
-        const FROM_EVENT: [Var; 7] = [Var::Order, Var::Shipment, Var::Checkout, Var::Review, Var::Email, Var::Properties, Var::Event];
-        let mut vars: Vec<(&'static str, V)> = Vec::with_capacity(4);
         // Each part serialized alone, as it is inside the whole event (an absent one is
         // left out of the event, so undefined here too).
         fn part<T: serde::Serialize>(field: &Option<T>) -> V {
             field.as_ref().map_or(V::UNDEFINED, V::from_serialize)
         }
         let event = self.event;
-        for var in FROM_EVENT.into_iter().filter(|var| reads.var(*var)) {
-            let value = match var {
-                Var::Order => order_value(event.order.as_ref(), reads),
-                Var::Shipment => part(&event.shipment),
-                Var::Checkout => part(&event.checkout),
-                Var::Review => part(&event.review),
-                Var::Email => part(&event.email),
-                Var::Properties if event.properties.is_empty() => V::UNDEFINED,
-                Var::Properties => V::from_serialize(&event.properties),
-                _ => V::from_serialize(event),
-            };
-            vars.push((var.name(), value));
-        }
-        let order = self.event.order.as_ref();
+        let order = event.order.as_ref();
         let currency = || order.and_then(|o| o.currency.as_ref()).map(|c| c.to_string());
-        if reads.var(Var::Item) {
-            vars.push(("item", self.item.map(V::from_serialize).into()));
+        match var {
+            Var::Order => order_value(order, reads),
+            Var::Shipment => part(&event.shipment),
+            Var::Checkout => part(&event.checkout),
+            Var::Review => part(&event.review),
+            Var::Email => part(&event.email),
+            Var::Properties if event.properties.is_empty() => V::UNDEFINED,
+            Var::Properties => V::from_serialize(&event.properties),
+            Var::Event => V::from_serialize(event),
+            Var::Item => self.item.map(V::from_serialize).into(),
+            Var::OrderTotal => order.and_then(|o| o.total).and_then(|t| t.0.to_string().parse::<f64>().ok()).into(),
+            Var::VipThreshold => currency().as_ref().and_then(|c| self.store.vip_thresholds.get(c)).and_then(|t| t.to_string().parse::<f64>().ok()).into(),
+            Var::Customer => Fields::value(
+                CustomerAttr::ALL.into_iter().filter(|attr| reads.customer_attr(*attr)).map(|attr| (attr.name(), self.customer_attr(attr, reads))).collect(),
+            ),
+            Var::Enrollment => self
+                .enrollment
+                .map(|e| minijinja::context! {
+                    key => e.key, variant => e.variant, opened => V::from_serialize(&e.opened), clicked => V::from_serialize(&e.clicked),
+                })
+                .into(),
         }
-        if reads.var(Var::OrderTotal) {
-            vars.push(("order_total", order.and_then(|o| o.total).and_then(|t| t.0.to_string().parse::<f64>().ok()).into()));
-        }
-        if reads.var(Var::VipThreshold) {
-            let threshold = currency().as_ref().and_then(|c| self.store.vip_thresholds.get(c)).and_then(|t| t.to_string().parse::<f64>().ok());
-            vars.push(("vip_threshold", threshold.into()));
-        }
-        if reads.var(Var::Customer) {
-            vars.push(("customer", self.customer(reads)));
-        }
-        if reads.var(Var::Enrollment) {
-            let enrollment = self.enrollment.map(|e| minijinja::context! {
-                key => e.key, variant => e.variant, opened => V::from_serialize(&e.opened), clicked => V::from_serialize(&e.clicked),
-            });
-            vars.push(("enrollment", enrollment.into()));
-        }
-        Fields::value(vars)
     }
 
-    /// `customer`, with the attributes `reads` names (most expressions read one or two, and
-    /// the maps and dates are the costly ones).
-    fn customer(&self, reads: &Reads) -> minijinja::Value {
+    /// One attribute of `customer` (most expressions read one or two, and the maps and
+    /// dates are the costly ones).
+    fn customer_attr(&self, attr: CustomerAttr, reads: &Reads) -> minijinja::Value {
         use minijinja::Value as V;
         use CustomerAttr as A;
         let p = self.profile;
         let days_since = |at: DateTime<Utc>| (self.now - at).num_days();
-        let mut attrs: Vec<(&'static str, V)> = Vec::with_capacity(4);
-        for attr in CustomerAttr::ALL.into_iter().filter(|a| reads.customer_attr(*a)) {
-            let value = match attr {
-                A::Id => p.id.as_str().into(),
-                A::Email => p.email.as_ref().map(|e| e.as_str()).into(),
-                A::FirstName => p.first_name.as_deref().into(),
-                A::LastName => p.last_name.as_deref().into(),
-                A::Locale => p.locale.as_ref().map(|l| l.as_str()).into(),
-                A::HasAccount => p.has_account.into(),
-                A::MarketingConsent => p.marketing_consent.into(),
-                A::OrdersCount => p.orders_count.into(),
-                A::TotalSpent => V::from_serialize(&p.total_spent),
-                A::PurchasedSkus => V::from_serialize(p.purchased_skus()),
-                A::SkuOrderCounts => V::from_serialize(&p.sku_order_counts),
-                A::Birthday => p.birthday.map(|d| d.to_string()).into(),
-                A::FirstOrderDate => p.first_order_at.map(|t| self.local_date(t).to_string()).into(),
-                A::FirstOrderId => p.first_order_id.as_deref().into(),
-                A::DaysSinceLastOrder => p.last_order_at.map(days_since).into(),
-                A::Opens30d => {
-                    let since_30d = self.now - Duration::days(30);
-                    p.opens.iter().filter(|t| **t > since_30d && **t <= self.now).count().into()
-                }
-                // Only the flows read by name, when that is how the map is read.
-                A::DaysSinceSent => match reads.days_since_sent() {
-                    Some(flows) => V::from_iter(flows.iter().filter_map(|flow| p.last_sent.get(flow.as_str()).map(|at| (flow.as_str(), days_since(*at))))),
-                    None => V::from_iter(p.last_sent.iter().map(|(flow, at)| (flow.as_str(), days_since(*at)))),
-                },
-            };
-            attrs.push((attr.name(), value));
+        match attr {
+            A::Id => p.id.as_str().into(),
+            A::Email => p.email.as_ref().map(|e| e.as_str()).into(),
+            A::FirstName => p.first_name.as_deref().into(),
+            A::LastName => p.last_name.as_deref().into(),
+            A::Locale => p.locale.as_ref().map(|l| l.as_str()).into(),
+            A::HasAccount => p.has_account.into(),
+            A::MarketingConsent => p.marketing_consent.into(),
+            A::OrdersCount => p.orders_count.into(),
+            A::TotalSpent => V::from_serialize(&p.total_spent),
+            A::PurchasedSkus => V::from_serialize(p.purchased_skus()),
+            A::SkuOrderCounts => V::from_serialize(&p.sku_order_counts),
+            A::Birthday => p.birthday.map(|d| d.to_string()).into(),
+            A::FirstOrderDate => p.first_order_at.map(|t| self.local_date(t).to_string()).into(),
+            A::FirstOrderId => p.first_order_id.as_deref().into(),
+            A::DaysSinceLastOrder => p.last_order_at.map(days_since).into(),
+            A::Opens30d => {
+                let since_30d = self.now - Duration::days(30);
+                p.opens.iter().filter(|t| **t > since_30d && **t <= self.now).count().into()
+            }
+            // Only the flows read by name, when that is how the map is read.
+            A::DaysSinceSent => match reads.days_since_sent() {
+                Some(flows) => V::from_iter(flows.iter().filter_map(|flow| p.last_sent.get(flow.as_str()).map(|at| (flow.as_str(), days_since(*at))))),
+                None => V::from_iter(p.last_sent.iter().map(|(flow, at)| (flow.as_str(), days_since(*at)))),
+            },
         }
-        Fields::value(attrs)
+    }
+}
+
+/// A native evaluation asks for one variable or one of `customer`'s attributes at a time, and
+/// gets what `variables` holds, without the rest being built.
+impl Variables for Scope<'_> {
+    fn context(&self, reads: &Reads) -> minijinja::Value {
+        self.variables(reads)
+    }
+
+    fn var(&self, var: Var, reads: &Reads) -> Option<minijinja::Value> {
+        Some(if reads.var(var) { Scope::var(self, var, reads) } else { minijinja::Value::UNDEFINED })
+    }
+
+    fn attr(&self, var: Var, name: &str, reads: &Reads) -> Option<minijinja::Value> {
+        if var != Var::Customer || !reads.var(var) {
+            return Variables::var(self, var, reads).and_then(|value| attr_of(value, name));
+        }
+        // `customer` is an object of the attributes read: any other name is undefined on it.
+        let attr = CustomerAttr::ALL.into_iter().find(|attr| attr.name() == name && reads.customer_attr(*attr));
+        Some(attr.map_or(minijinja::Value::UNDEFINED, |attr| self.customer_attr(attr, reads)))
     }
 }
 
@@ -218,7 +226,7 @@ impl minijinja::value::Object for Fields {
 }
 
 pub fn evaluate_value(expression: &Expression, scope: &Scope<'_>) -> Result<minijinja::Value, String> {
-    expression.eval_with(|reads| scope.variables(reads))
+    expression.eval_with(scope)
 }
 
 pub fn evaluate(expression: &Expression, scope: &Scope<'_>) -> Result<bool, String> {
@@ -290,6 +298,70 @@ mod tests {
         assert_eq!(evaluate_value("(customer.total_spent.JPY or 0) > 100 and customer.days_since_sent.win_back", &scope).unwrap().to_string(), "20");
         assert_eq!(evaluate_value("customer.orders_count + (order.items | length)", &scope).unwrap().to_string(), "5", "2 orders + 3 items");
         assert!(evaluate("order.id == customer.first_order_id", &scope).unwrap());
+    }
+
+    /// A native evaluation asks the scope for each variable, or attribute of `customer`, it
+    /// looks up, never for the whole context, and gets the value minijinja gets from the
+    /// whole context (as plain maps), kind and form included.
+    #[test]
+    fn a_native_evaluation_looks_up_single_variables_and_agrees_with_minijinja() {
+        struct Counting<'a> {
+            scope: &'a Scope<'a>,
+            contexts: std::cell::Cell<u32>,
+        }
+        impl Variables for Counting<'_> {
+            fn context(&self, reads: &Reads) -> minijinja::Value {
+                self.contexts.set(self.contexts.get() + 1);
+                self.scope.context(reads)
+            }
+            fn var(&self, var: Var, reads: &Reads) -> Option<minijinja::Value> {
+                Variables::var(self.scope, var, reads)
+            }
+            fn attr(&self, var: Var, name: &str, reads: &Reads) -> Option<minijinja::Value> {
+                self.scope.attr(var, name, reads)
+            }
+        }
+        fn plain(value: minijinja::Value) -> minijinja::Value {
+            match value.kind() {
+                minijinja::value::ValueKind::Map => minijinja::Value::from_iter(value.try_iter().unwrap().map(|key| (key.clone(), plain(value.get_item(&key).unwrap())))),
+                _ => value,
+            }
+        }
+        let flows = repo_flows();
+        let mut state = CustomerState::new(CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
+        state.profile.first_order_id = Some("A1".into());
+        state.profile.orders_count = 2;
+        state.profile.last_order_at = Some(at("2026-10-01T00:00:00Z"));
+        state.profile.opens = vec![at("2026-11-19T00:00:00Z"), at("2026-11-20T00:00:00Z"), at("2026-09-01T00:00:00Z")];
+        state.profile.last_sent.insert("win_back".into(), at("2026-11-01T00:00:00Z"));
+        let event = Event::parse(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
+        let scope = Scope { profile: &state.profile, event: &event, item: None, enrollment: None, store: &flows.store, now: at("2026-11-21T00:00:00Z") };
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        let engagement_coupon = flows.flows().iter().find(|f| f.id == "engagement_coupon").and_then(|f| match &f.trigger {
+            crate::flow::Trigger::Event { filter, .. } => filter.as_ref(),
+            crate::flow::Trigger::CustomerDate(_) => None,
+        });
+        let engagement_coupon = engagement_coupon.expect("engagement_coupon's filter");
+        let expressions = [
+            engagement_coupon.source(),
+            "customer.opens_30d",
+            "customer.opens_30d >= 2 and customer.nope is undefined",
+            "customer.days_since_sent.win_back + customer.orders_count",
+            "customer.days_since_sent.welcome is undefined",
+            "(customer.days_since_last_order | default(9999, true)) >= 30",
+            "customer.days_since_sent.engagement_coupon | default(9999, true)",
+            "customer.first_order_id == order.id and email is undefined",
+            "order.items | selectattr('sku') | list | length",
+            "customer.total_spent.JPY is undefined or customer.orders_count",
+        ];
+        for source in expressions {
+            let counting = Counting { scope: &scope, contexts: std::cell::Cell::new(0) };
+            let natively = Expression::parse(source).unwrap().eval_with(&counting).unwrap();
+            assert_eq!(counting.contexts.get(), 0, "{source} is evaluated natively");
+            let whole = env.compile_expression(source).unwrap().eval(plain(scope.variables(&Reads::everything()))).unwrap();
+            assert_eq!((natively.kind(), format!("{natively:?}")), (whole.kind(), format!("{whole:?}")), "{source}");
+        }
     }
 
     /// `order` built with only the fields an expression reads answers as the whole serialized

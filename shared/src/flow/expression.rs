@@ -1,7 +1,8 @@
 //! Flow expressions (`trigger.filter`, `when`, `wait.days`, …): checked when the flow loads,
 //! compiled once on first use together with the list of variables each one reads, so that
 //! evaluating one builds only those (the engine's `Scope::variables`) and looks nothing up
-//! by its text. Most are evaluated natively (`native`), the rest by minijinja.
+//! by its text. Most are evaluated natively (`native`), which asks for each variable or
+//! `customer` attribute as it looks it up (`Variables`); the rest by minijinja.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -292,20 +293,53 @@ impl Expression {
         self.compiled().map_or_else(|_| Reads::everything(), |c| c.reads.clone())
     }
 
-    /// Evaluates against a context built by `context` from what the expression reads.
-    pub fn eval_with(&self, context: impl FnOnce(&Reads) -> minijinja::Value) -> Result<minijinja::Value, String> {
+    /// Evaluates against `variables`: natively, reading only the variables and attributes it
+    /// looks up, or else by minijinja against a context of every variable it reads.
+    pub fn eval_with(&self, variables: &impl Variables) -> Result<minijinja::Value, String> {
         let compiled = self.compiled()?;
-        let context = context(&compiled.reads);
-        if let Some(value) = compiled.native.as_ref().and_then(|native| native.eval(&context)) {
+        if let Some(value) = compiled.native.as_ref().and_then(|native| native.eval(variables, &compiled.reads)) {
             return Ok(value);
         }
-        compiled.expression.eval(context).map_err(|e| e.to_string())
+        compiled.expression.eval(variables.context(&compiled.reads)).map_err(|e| e.to_string())
     }
 
     /// Evaluates against a context of the variables it reads.
     pub fn eval(&self, context: minijinja::Value) -> Result<minijinja::Value, String> {
-        self.eval_with(|_| context)
+        self.eval_with(&context)
     }
+}
+
+/// What an expression is evaluated against: the variables it reads as one context value (for
+/// minijinja), or one at a time (for the native evaluator, so that it builds no other).
+pub trait Variables {
+    /// The variables `reads` names, as one value.
+    fn context(&self, reads: &Reads) -> minijinja::Value;
+    /// One variable, as `context` has it; `None` where looking it up there fails.
+    fn var(&self, var: Var, reads: &Reads) -> Option<minijinja::Value>;
+    /// `var.name`, as `context` has it.
+    fn attr(&self, var: Var, name: &str, reads: &Reads) -> Option<minijinja::Value> {
+        self.var(var, reads).and_then(|value| attr_of(value, name))
+    }
+}
+
+/// A context already built.
+impl Variables for minijinja::Value {
+    fn context(&self, _: &Reads) -> minijinja::Value {
+        self.clone()
+    }
+
+    fn var(&self, var: Var, _: &Reads) -> Option<minijinja::Value> {
+        self.get_attr(var.name()).ok()
+    }
+}
+
+/// `value.name`, as minijinja looks it up; `None` for an undefined value, which minijinja
+/// makes an error to look into.
+pub fn attr_of(value: minijinja::Value, name: &str) -> Option<minijinja::Value> {
+    if value.is_undefined() {
+        return None;
+    }
+    value.get_attr(name).ok()
 }
 
 /// As its source: the bundled flows' model (`flow::BundledModel`), which `build.rs` writes

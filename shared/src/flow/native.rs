@@ -7,22 +7,24 @@
 //! Why: every `email_opened` evaluates `engagement_coupon`'s trigger filter, and every order
 //! `usage_guide`'s and `replenishment`'s `selectattr`s; running them on minijinja's machine (a
 //! `State` with its context and frames, per evaluation) cost about 2,400 of an open's 29,200
-//! instructions and 10,300 of an order's 155,100 (BENCHMARKS.md, items 66 and 67). The syntax is minijinja's, parsed with
-//! its precedence, and constants are folded as it folds them. Every operation is minijinja's
-//! own on its `Value`s (`get_attr`, `get_item`, `==`, `<`, `is_true`, `len`) or the same integer
-//! arithmetic. Wherever minijinja would do something this does not (an error, a float, a kind of
-//! value it does not handle), evaluation stops with `None` and the caller asks minijinja. A
-//! property test compares the two on random expressions and values.
+//! instructions and 10,300 of an order's 155,100 (BENCHMARKS.md, items 66 and 67). The syntax
+//! is minijinja's, parsed with its precedence, and constants are folded as it folds them. Every
+//! operation is minijinja's own on its `Value`s (`get_attr`, `get_item`, `==`, `<`, `is_true`,
+//! `len`) or the same integer arithmetic. Variables are asked for one at a time, and
+//! `customer.x` as that one attribute, so the engine builds neither a context nor the whole
+//! `customer` (item 69). Wherever minijinja would do something this does not (an error, a
+//! float, a kind of value it does not handle), evaluation stops with `None` and the caller asks
+//! minijinja. A property test compares the two on random expressions and values.
 
 use minijinja::value::ValueKind;
 use minijinja::Value;
 
-use super::expression::Var;
+use super::expression::{attr_of, Reads, Var, Variables};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Native {
     Const(Value),
-    Var(&'static str),
+    Var(Var),
     Attr(Box<Native>, Box<str>),
     Item(Box<Native>, Box<Native>),
     Not(Box<Native>),
@@ -112,43 +114,47 @@ impl Native {
                 _ => folded,
             },
             // The others fold to what they evaluate to, with no variable left to read.
-            Native::Not(value) if is_constant(value) => Native::Const(folded.eval(&Value::UNDEFINED)?),
+            Native::Not(value) if is_constant(value) => Native::Const(folded.eval(&Value::UNDEFINED, &Reads::everything())?),
             Native::Or(a, b) | Native::Compare(_, a, b) | Native::In(a, b) | Native::Math(_, a, b) if is_constant(a) && is_constant(b) => {
-                Native::Const(folded.eval(&Value::UNDEFINED)?)
+                Native::Const(folded.eval(&Value::UNDEFINED, &Reads::everything())?)
             }
             _ => folded,
         })
     }
 
     /// The value minijinja would give, or `None` where this leaves it to minijinja.
-    pub(crate) fn eval(&self, context: &Value) -> Option<Value> {
+    pub(crate) fn eval(&self, context: &(impl Variables + ?Sized), reads: &Reads) -> Option<Value> {
         Some(match self {
             Native::Const(value) => value.clone(),
-            Native::Var(name) => context.get_attr(name).ok()?,
-            Native::Attr(base, name) => defined(base.eval(context)?)?.get_attr(name).ok()?,
+            Native::Var(var) => context.var(*var, reads)?,
+            // A variable's attribute is asked for as one: `customer.opens_30d` builds no other.
+            Native::Attr(base, name) => match &**base {
+                Native::Var(var) => context.attr(*var, name, reads)?,
+                base => attr_of(base.eval(context, reads)?, name)?,
+            },
             Native::Item(base, key) => {
-                let base = defined(base.eval(context)?)?;
-                base.get_item(&key.eval(context)?).ok()?
+                let base = defined(base.eval(context, reads)?)?;
+                base.get_item(&key.eval(context, reads)?).ok()?
             }
-            Native::Not(value) => Value::from(!value.eval(context)?.is_true()),
+            Native::Not(value) => Value::from(!value.eval(context, reads)?.is_true()),
             Native::And(left, right) => {
-                let left = left.eval(context)?;
+                let left = left.eval(context, reads)?;
                 if left.is_true() {
-                    right.eval(context)?
+                    right.eval(context, reads)?
                 } else {
                     left
                 }
             }
             Native::Or(left, right) => {
-                let left = left.eval(context)?;
+                let left = left.eval(context, reads)?;
                 if left.is_true() {
                     left
                 } else {
-                    right.eval(context)?
+                    right.eval(context, reads)?
                 }
             }
             Native::Compare(op, left, right) => {
-                let (a, b) = (left.eval(context)?, right.eval(context)?);
+                let (a, b) = (left.eval(context, reads)?, right.eval(context, reads)?);
                 Value::from(match op {
                     Compare::Eq => a == b,
                     Compare::Ne => a != b,
@@ -159,11 +165,11 @@ impl Native {
                 })
             }
             Native::In(needle, haystack) => {
-                let (needle, haystack) = (needle.eval(context)?, haystack.eval(context)?);
+                let (needle, haystack) = (needle.eval(context, reads)?, haystack.eval(context, reads)?);
                 Value::from(contains(&haystack, &needle)?)
             }
             Native::Math(op, left, right) => {
-                let (a, b) = (integer(&left.eval(context)?)?, integer(&right.eval(context)?)?);
+                let (a, b) = (integer(&left.eval(context, reads)?)?, integer(&right.eval(context, reads)?)?);
                 let result = match op {
                     Math::Add => a.checked_add(b),
                     Math::Sub => a.checked_sub(b),
@@ -174,7 +180,7 @@ impl Native {
                 Value::from(i64::try_from(result).ok()?)
             }
             Native::Test(test, value) => {
-                let value = value.eval(context)?;
+                let value = value.eval(context, reads)?;
                 Value::from(match test {
                     Test::None => value.is_none(),
                     Test::Defined => !value.is_undefined(),
@@ -182,13 +188,13 @@ impl Native {
                 })
             }
             Native::Default(value, other, lax) => {
-                let value = value.eval(context)?;
+                let value = value.eval(context, reads)?;
                 let other = match other {
-                    Some(other) => other.eval(context)?,
+                    Some(other) => other.eval(context, reads)?,
                     None => Value::from(""),
                 };
                 let lax = match lax {
-                    Some(lax) => lax.eval(context)?.is_true(),
+                    Some(lax) => lax.eval(context, reads)?.is_true(),
                     None => false,
                 };
                 if value.is_undefined() || (lax && !value.is_true()) {
@@ -197,10 +203,10 @@ impl Native {
                     value
                 }
             }
-            Native::Length(value) => Value::from(value.eval(context)?.len()?),
+            Native::Length(value) => Value::from(value.eval(context, reads)?.len()?),
             Native::SelectAttr(value, path) => {
                 let mut selected = Vec::new();
-                for item in items(&value.eval(context)?)? {
+                for item in items(&value.eval(context, reads)?)? {
                     let mut tested = item.clone();
                     for name in path.iter() {
                         tested = tested.get_attr(name).ok()?;
@@ -211,7 +217,7 @@ impl Native {
                 }
                 Value::from(selected)
             }
-            Native::List(value) => Value::from(items(&value.eval(context)?)?),
+            Native::List(value) => Value::from(items(&value.eval(context, reads)?)?),
         })
     }
 }
@@ -542,7 +548,7 @@ impl<'a> Parser<'_, 'a> {
             Token::Ident("false" | "False") => Native::Const(Value::from(false)),
             Token::Ident("none" | "None") => Native::Const(Value::from(())),
             // Only the flow variables: any other name may be one of minijinja's globals.
-            Token::Ident(name) => Native::Var(Var::ALL.iter().map(|v| v.name()).find(|v| *v == name)?),
+            Token::Ident(name) => Native::Var(*Var::ALL.iter().find(|v| v.name() == name)?),
             Token::Int(value) => Native::Const(Value::from(value)),
             Token::Str(text) => Native::Const(Value::from(text)),
             Token::Op("(") => {
@@ -608,7 +614,7 @@ mod tests {
         ];
         for source in sources {
             let native = Native::compile(source).unwrap_or_else(|| panic!("{source:?} is in the subset"));
-            let value = native.eval(&context).unwrap_or_else(|| panic!("{source:?} evaluates natively"));
+            let value = native.eval(&context, &Reads::everything()).unwrap_or_else(|| panic!("{source:?} evaluates natively"));
             let expected = minijinja(source, &context).unwrap();
             assert!(same(&value, &expected), "{source:?}: {value:?} against minijinja's {expected:?}");
         }
@@ -651,7 +657,7 @@ mod tests {
         let context = context();
         for source in ["review.id", "'x' in customer", "order_total + 1", "customer.orders_count % 0", "'A' in customer.orders_count", "customer | list", "order.id | list", "order.items | selectattr('nope.x')"] {
             let native = Native::compile(source).unwrap_or_else(|| panic!("{source:?} is in the subset"));
-            assert_eq!(native.eval(&context), None, "{source:?}");
+            assert_eq!(native.eval(&context, &Reads::everything()), None, "{source:?}");
         }
     }
 
@@ -661,7 +667,7 @@ mod tests {
     fn constants_fold_as_minijinja_folds_them() {
         let context = context();
         for source in ["'' and 1", "\"\" and not none", "0 or ''", "not ''", "customer.orders_count and ('' and 1)", "1 + 2 == 3 and 'a' in 'cat'"] {
-            let value = Native::compile(source).and_then(|n| n.eval(&context)).unwrap_or_else(|| panic!("{source:?} evaluates natively"));
+            let value = Native::compile(source).and_then(|n| n.eval(&context, &Reads::everything())).unwrap_or_else(|| panic!("{source:?} evaluates natively"));
             let expected = minijinja(source, &context).unwrap();
             assert!(same(&value, &expected), "{source:?}: {value:?} against minijinja's {expected:?}");
         }
@@ -723,7 +729,7 @@ mod tests {
         fn the_native_evaluator_agrees_with_minijinja(source in expression(), email in json_value(), customer in json_value(), order in json_value(), item in json_value()) {
             let context = Value::from_serialize(serde_json::json!({"email": email, "customer": customer, "order": order, "item": item}));
             if let Some(native) = Native::compile(&source) {
-                if let Some(value) = native.eval(&context) {
+                if let Some(value) = native.eval(&context, &Reads::everything()) {
                     match minijinja(&source, &context) {
                         Ok(expected) => prop_assert!(same(&value, &expected), "{}: native {:?}, minijinja {:?}", source, value, expected),
                         Err(error) => prop_assert!(false, "{}: native {:?}, minijinja failed: {}", source, value, error),
