@@ -53,7 +53,7 @@ fn bounded_store_orders(flows: &aftercare_core::flow::FlowSet, runtime: &tokio::
 }
 
 /// A fresh in-memory app whose customers `known-0` … `known-{n-1}` have each placed two
-/// orders, a day apart: the median customer at an open in `aftercare generate`'s store.
+/// orders, a day apart: the customer at the median open in `aftercare generate`'s store.
 /// As the order rows' app, receipts' subjects rendered and not their bodies.
 fn known_customers(flows: &aftercare_core::flow::FlowSet, runtime: &tokio::runtime::Runtime, n: u64) -> aftercare_core::testing::MemoryApp {
     let mut m = memory_app(flows.clone(), at("2026-11-20T01:15:00Z"));
@@ -129,7 +129,7 @@ fn ingest(c: &mut Criterion) {
     // depended on how many iterations the run made, that is on how fast it ran. Here every
     // 1,000 opens go into a fresh app of 1,000 customers with two orders each (seeded
     // untimed), one open per customer. In the generated 10k store, 92 % of opens come with no
-    // other open in the 30 days before, and the median customer has two orders by then.
+    // other open in the 30 days before, and at the median open the customer has two orders.
     let opened = json!({"id": "x", "type": "email_opened", "occurred_at": "2026-11-20T12:00:00+09:00", "customer": {"id": "x"}, "email": {"flow": "thank_you"}});
     let opened_bytes = serde_json::to_vec(&opened).unwrap();
     group.bench_function("floor: serde_json::from_slice (email_opened)", |b| b.iter(|| serde_json::from_slice::<Value>(&opened_bytes).unwrap()));
