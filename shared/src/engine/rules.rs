@@ -80,11 +80,11 @@ impl Scope<'_> {
     /// parts shared), and only those `reads` names: most expressions read one or two, and
     /// serializing the event was most of an evaluation.
     pub fn variables(&self, reads: &Reads) -> minijinja::Value {
-        Fields::value(Var::ALL.into_iter().filter(|var| reads.var(*var)).map(|var| (var.name(), self.var(var, reads))).collect())
+        Fields::value(Var::ALL.into_iter().filter(|var| reads.var(*var)).map(|var| (var.name(), self.variable(var, reads))).collect())
     }
 
     /// One variable, as `variables` has it.
-    fn var(&self, var: Var, reads: &Reads) -> minijinja::Value {
+    fn variable(&self, var: Var, reads: &Reads) -> minijinja::Value {
         use minijinja::Value as V;
         // Each part serialized alone, as it is inside the whole event (an absent one is
         // left out of the event, so undefined here too).
@@ -162,12 +162,12 @@ impl Variables for Scope<'_> {
     }
 
     fn var(&self, var: Var, reads: &Reads) -> Option<minijinja::Value> {
-        Some(if reads.var(var) { Scope::var(self, var, reads) } else { minijinja::Value::UNDEFINED })
+        Some(if reads.var(var) { self.variable(var, reads) } else { minijinja::Value::UNDEFINED })
     }
 
     fn attr(&self, var: Var, name: &str, reads: &Reads) -> Option<minijinja::Value> {
         if var != Var::Customer || !reads.var(var) {
-            return Variables::var(self, var, reads).and_then(|value| attr_of(value, name));
+            return self.var(var, reads).and_then(|value| attr_of(value, name));
         }
         // `customer` is an object of the attributes read: any other name is undefined on it.
         let attr = CustomerAttr::ALL.into_iter().find(|attr| attr.name() == name && reads.customer_attr(*attr));
@@ -315,7 +315,7 @@ mod tests {
                 self.scope.context(reads)
             }
             fn var(&self, var: Var, reads: &Reads) -> Option<minijinja::Value> {
-                Variables::var(self.scope, var, reads)
+                self.scope.var(var, reads)
             }
             fn attr(&self, var: Var, name: &str, reads: &Reads) -> Option<minijinja::Value> {
                 self.scope.attr(var, name, reads)
