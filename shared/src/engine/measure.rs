@@ -141,7 +141,7 @@ impl Run<'_> {
                 .filter(|s| s.marketing)
                 .filter_map(|s| touched(s).filter(|t| *t <= at && at - *t <= window).map(|t| (t, s)))
                 .max_by_key(|(t, _)| *t)
-                .map(|(_, s)| SendRecord::clone(s))
+                .map(|(_, s)| std::sync::Arc::clone(s))
         };
         let send = last_touch(|s| s.clicked_at).or_else(|| last_touch(|s| s.opened_at))?;
         self.count_email(&send, Metric::Converted, 1);

@@ -239,6 +239,14 @@ mod tests {
     use crate::domain::{CustomerId, CustomerState, Event};
     use crate::testing::{at, order_placed, repo_flows};
 
+    /// A value with every map in it a plain minijinja map (not `Fields`): the oracle's context.
+    fn plain(value: minijinja::Value) -> minijinja::Value {
+        match value.kind() {
+            minijinja::value::ValueKind::Map => minijinja::Value::from_iter(value.try_iter().unwrap().map(|key| (key.clone(), plain(value.get_item(&key).unwrap())))),
+            _ => value,
+        }
+    }
+
     /// Building only the variables an expression reads gives the value building all of them
     /// gives, for the default flows' expressions and for ones reading every variable.
     #[test]
@@ -272,12 +280,6 @@ mod tests {
             "['orders_count' in customer, 'nope' in customer, customer | dictsort | first, customer | list | length, customer.nope is undefined]",
         ];
         // The oracle: every variable, as plain minijinja maps (not `Fields`).
-        fn plain(value: minijinja::Value) -> minijinja::Value {
-            match value.kind() {
-                minijinja::value::ValueKind::Map => minijinja::Value::from_iter(value.try_iter().unwrap().map(|key| (key.clone(), plain(value.get_item(&key).unwrap())))),
-                _ => value,
-            }
-        }
         for source in expressions {
             let expression = Expression::parse(source).unwrap();
             let everything = expression.eval(plain(scope.variables(&Reads::everything()))).unwrap();
@@ -319,12 +321,6 @@ mod tests {
             }
             fn attr(&self, var: Var, name: &str, reads: &Reads) -> Option<minijinja::Value> {
                 self.scope.attr(var, name, reads)
-            }
-        }
-        fn plain(value: minijinja::Value) -> minijinja::Value {
-            match value.kind() {
-                minijinja::value::ValueKind::Map => minijinja::Value::from_iter(value.try_iter().unwrap().map(|key| (key.clone(), plain(value.get_item(&key).unwrap())))),
-                _ => value,
             }
         }
         let flows = repo_flows();
