@@ -150,6 +150,11 @@ fn ingest(c: &mut Criterion) {
     group.bench_function("  part: deflate a known customer's state (DynamoDB commit)", |b| b.iter(|| state.to_deflated_json().unwrap()));
     let deflated = state.to_deflated_json().unwrap();
     group.bench_function("  part: inflate it (DynamoDB load)", |b| b.iter(|| aftercare_core::domain::CustomerState::from_deflated_json(&deflated, aftercare_core::domain::Deflated::CURRENT).unwrap()));
+    // Every scheduled step is named by a SHA-256 of its customer, enrollment, step and
+    // generation (an order schedules several), and every send is tagged by one of its enrollment.
+    let waiting = state.enrollments.iter().find(|e| e.due_at.is_some()).expect("a seeded enrollment waits");
+    let due = aftercare_core::engine::DueStep::of(&state.profile.id, waiting);
+    group.bench_function("  part: name a scheduled step (SHA-256)", |b| b.iter(|| due.schedule_name()));
     group.bench_function("  part: decide (email_opened, known customer)", |b| {
         b.iter_batched(|| state.clone(), |state| decide(&flows, Some(state), Input::Event(&one_open), at("2026-11-20T03:00:00Z")), criterion::BatchSize::SmallInput)
     });
