@@ -11,6 +11,7 @@ mod store_policy;
 pub use catalog::{Catalog, Product, SharedCatalog};
 pub use duration::parse_duration;
 pub use expression::{attr_of, CustomerAttr, Expression, OrderAttr, Reads, Var, Variables};
+pub use native::NativeTemplate;
 pub use model::{
     Category, CustomerDate, EnrollmentKey, ExitRule, Flow, Recommend, RecommendationSource, Route, Step, StepKind, TemplateChoice, Trigger, Variant,
     WaitLength,

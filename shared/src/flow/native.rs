@@ -222,6 +222,69 @@ impl Native {
     }
 }
 
+/// A template that is text and `{{ expression }}`s in the subset, and nothing else of
+/// minijinja's syntax: most subjects (`Thanks for your order ({{ order.number or order.id }})`).
+/// Rendered here it builds no context and runs no machine: the subject was about a twelfth of
+/// an order's ingest (BENCHMARKS.md, item 71).
+#[derive(Debug, Clone)]
+pub struct NativeTemplate(Box<[Piece]>);
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(Box<str>),
+    Print(Native),
+}
+
+impl NativeTemplate {
+    /// The template, or `None` where minijinja is to render it: a tag or comment, whitespace
+    /// control, a trailing newline (which it drops), an expression outside the subset.
+    pub fn compile(source: &str) -> Option<NativeTemplate> {
+        if source.contains("{%") || source.contains("{#") || source.ends_with('\n') {
+            return None;
+        }
+        let mut pieces = Vec::new();
+        let mut rest = source;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                pieces.push(Piece::Text(rest[..start].into()));
+            }
+            let inside = &rest[start + 2..];
+            let end = inside.find("}}")?;
+            let expression = &inside[..end];
+            if expression.starts_with(['-', '+']) || expression.ends_with(['-', '+']) {
+                return None;
+            }
+            pieces.push(Piece::Print(Native::compile(expression)?));
+            rest = &inside[end + 2..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.into()));
+        }
+        Some(NativeTemplate(pieces.into()))
+    }
+
+    /// What minijinja renders without escaping, or `None` where this leaves it to minijinja.
+    pub fn render(&self, variables: &(impl Variables + ?Sized), reads: &Reads) -> Option<String> {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for piece in self.0.iter() {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Print(native) => {
+                    let value = native.eval(variables, reads)?;
+                    // minijinja prints a value by its `Display` when it does not escape; only
+                    // the plain kinds here (a map or list prints as minijinja's own syntax).
+                    match value.kind() {
+                        ValueKind::Undefined | ValueKind::None | ValueKind::Bool | ValueKind::Number | ValueKind::String => write!(out, "{value}").ok()?,
+                        _ => return None,
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
 /// minijinja makes looking into an undefined value an error; that is left to it.
 fn defined(value: Value) -> Option<Value> {
     (!value.is_undefined()).then_some(value)

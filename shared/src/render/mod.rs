@@ -74,6 +74,8 @@ pub struct Renderer {
 struct SubjectReads {
     names: Vec<String>,
     reads: crate::flow::Reads,
+    /// The subject for the native evaluator, when it is in its subset.
+    native: Option<crate::flow::NativeTemplate>,
 }
 
 fn split_front_matter(source: &str) -> Option<(&str, &str)> {
@@ -281,6 +283,12 @@ impl Renderer {
             return Ok(RenderedEmail { locale, subject: one_line(template.source().to_owned()), preheader: String::new(), html: String::new(), text: String::new() });
         }
         let reads = self.subject_reads(&template);
+        if let Some(reads) = &reads {
+            let variables = SubjectVariables { renderer: self, send, locale: &locale };
+            if let Some(subject) = reads.native.as_ref().and_then(|native| native.render(&variables, &reads.reads)) {
+                return Ok(RenderedEmail { locale, subject: one_line(subject), preheader: String::new(), html: String::new(), text: String::new() });
+            }
+        }
         let everything = crate::flow::Reads::everything();
         let order_reads = reads.as_ref().map_or(&everything, |r| &r.reads);
         let context = self.context(send, &locale, Links::default(), "", order_reads, |name| reads.as_ref().is_none_or(|reads| reads.names.iter().any(|r| r == name)));
@@ -303,7 +311,7 @@ impl Renderer {
             let mut names: Vec<String> = paths.iter().map(|p| p.split('.').next().unwrap_or(p).to_owned()).collect();
             names.sort_unstable();
             names.dedup();
-            Arc::new(SubjectReads { names, reads: crate::flow::Reads::of_paths(&paths) })
+            Arc::new(SubjectReads { names, reads: crate::flow::Reads::of_paths(&paths), native: crate::flow::NativeTemplate::compile(source) })
         });
         known.insert(template.name().to_owned(), reads.clone());
         reads
@@ -333,7 +341,6 @@ impl Renderer {
     fn context(&self, send: &SendIntent, locale: &str, links: Links<'_>, preheader: &str, order_reads: &crate::flow::Reads, wanted: impl Fn(&str) -> bool) -> minijinja::Value {
         use minijinja::Value as V;
         const FROM_EVENT: [&str; 6] = ["order", "shipment", "checkout", "review", "properties", "event"];
-        let p = &send.profile;
         let mut vars: Vec<(&'static str, V)> = Vec::with_capacity(20);
         if FROM_EVENT.iter().any(|name| wanted(name)) {
             let trigger = send.trigger();
@@ -342,15 +349,10 @@ impl Renderer {
             // twice over). Absent parts are undefined, as on the serialized event.
             let event = wanted("event").then(|| V::from_serialize(trigger));
             for name in FROM_EVENT.into_iter().filter(|name| wanted(name)) {
-                let value = match (&event, name) {
-                    (Some(event), "event") => event.clone(),
-                    (Some(event), _) => event.get_attr(name).unwrap_or(V::UNDEFINED),
-                    (None, "order") => crate::engine::order_value(trigger.order.as_ref(), order_reads),
-                    (None, "shipment") => trigger.shipment.as_ref().map_or(V::UNDEFINED, V::from_serialize),
-                    (None, "checkout") => trigger.checkout.as_ref().map_or(V::UNDEFINED, V::from_serialize),
-                    (None, "review") => trigger.review.as_ref().map_or(V::UNDEFINED, V::from_serialize),
-                    (None, "properties") if !trigger.properties.is_empty() => V::from_serialize(&trigger.properties),
-                    (None, _) => V::UNDEFINED,
+                let value = match &event {
+                    Some(event) if name == "event" => event.clone(),
+                    Some(event) => event.get_attr(name).unwrap_or(V::UNDEFINED),
+                    None => event_part(trigger, name, order_reads),
                 };
                 vars.push((name, value));
             }
@@ -369,16 +371,10 @@ impl Renderer {
             vars.push(("recommendations", V::from(recommendations)));
         }
         if wanted("item") {
-            vars.push(("item", send.enrollment.item.as_deref().map(V::from_serialize).into()));
+            vars.push(("item", item_value(send)));
         }
         if wanted("customer") {
-            vars.push((
-                "customer",
-                minijinja::context! {
-                    id => p.id.as_str(), email => p.email.as_ref().map(|e| e.as_str()), first_name => p.first_name, last_name => p.last_name,
-                    has_account => p.has_account.unwrap_or(false), orders_count => p.orders_count,
-                },
-            ));
+            vars.push(("customer", customer_value(&send.profile)));
         }
         let simple: [(&'static str, V); 9] = [
             ("variant", send.enrollment.variant.as_deref().into()),
@@ -393,6 +389,81 @@ impl Renderer {
         ];
         vars.extend(simple.into_iter().filter(|(name, _)| wanted(name)));
         V::from_iter(vars)
+    }
+}
+
+/// A part of the triggering event as a template sees it, built alone (`order` with only the
+/// fields `order_reads` names); absent parts are undefined, as on the serialized event.
+fn event_part(trigger: &crate::domain::Event, name: &str, order_reads: &crate::flow::Reads) -> minijinja::Value {
+    use minijinja::Value as V;
+    match name {
+        "order" => crate::engine::order_value(trigger.order.as_ref(), order_reads),
+        "shipment" => trigger.shipment.as_ref().map_or(V::UNDEFINED, V::from_serialize),
+        "checkout" => trigger.checkout.as_ref().map_or(V::UNDEFINED, V::from_serialize),
+        "review" => trigger.review.as_ref().map_or(V::UNDEFINED, V::from_serialize),
+        "properties" if !trigger.properties.is_empty() => V::from_serialize(&trigger.properties),
+        _ => V::UNDEFINED,
+    }
+}
+
+/// `item`: the enrollment's order line, for a per-item flow.
+fn item_value(send: &SendIntent) -> minijinja::Value {
+    send.enrollment.item.as_deref().map(minijinja::Value::from_serialize).into()
+}
+
+/// The fields of `customer` as templates see it (fewer than flow expressions do).
+const CUSTOMER_FIELDS: [&str; 6] = ["id", "email", "first_name", "last_name", "has_account", "orders_count"];
+
+/// `customer` as templates see it.
+fn customer_value(p: &crate::domain::Profile) -> minijinja::Value {
+    CUSTOMER_FIELDS.iter().map(|&name| (name, customer_field(p, name))).collect()
+}
+
+/// One field of `customer`, built alone (a subject's `customer.first_name`); undefined for
+/// a name that is not one of them.
+fn customer_field(p: &crate::domain::Profile, name: &str) -> minijinja::Value {
+    use minijinja::Value as V;
+    match name {
+        "id" => V::from(p.id.as_str()),
+        "email" => p.email.as_ref().map(|e| e.as_str()).into(),
+        "first_name" => p.first_name.as_deref().into(),
+        "last_name" => p.last_name.as_deref().into(),
+        "has_account" => V::from(p.has_account.unwrap_or(false)),
+        "orders_count" => V::from(p.orders_count),
+        _ => V::UNDEFINED,
+    }
+}
+
+/// A subject's variables one at a time, each as `Renderer::context` builds it, for the native
+/// evaluator: no context is built for a subject it renders.
+struct SubjectVariables<'a> {
+    renderer: &'a Renderer,
+    send: &'a SendIntent,
+    locale: &'a str,
+}
+
+impl crate::flow::Variables for SubjectVariables<'_> {
+    fn context(&self, reads: &crate::flow::Reads) -> minijinja::Value {
+        self.renderer.context(self.send, self.locale, Links::default(), "", reads, |name| crate::flow::Var::ALL.iter().any(|v| v.name() == name && reads.var(*v)))
+    }
+
+    fn var(&self, var: crate::flow::Var, reads: &crate::flow::Reads) -> Option<minijinja::Value> {
+        use crate::flow::Var;
+        Some(match var {
+            Var::Order | Var::Shipment | Var::Checkout | Var::Review | Var::Properties => event_part(self.send.trigger(), var.name(), reads),
+            Var::Event => minijinja::Value::from_serialize(self.send.trigger()),
+            Var::Item => item_value(self.send),
+            Var::Customer => customer_value(&self.send.profile),
+            // Flow expressions' variables that a template's context does not have.
+            Var::Email | Var::OrderTotal | Var::VipThreshold | Var::Enrollment => minijinja::Value::UNDEFINED,
+        })
+    }
+
+    fn attr(&self, var: crate::flow::Var, name: &str, reads: &crate::flow::Reads) -> Option<minijinja::Value> {
+        match var {
+            crate::flow::Var::Customer => Some(customer_field(&self.send.profile, name)),
+            _ => self.var(var, reads).and_then(|value| crate::flow::attr_of(value, name)),
+        }
     }
 }
 

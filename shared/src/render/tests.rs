@@ -252,3 +252,101 @@ proptest::proptest! {
         proptest::prop_assert_eq!(super::one_line(text), slow);
     }
 }
+
+/// Every default subject with template syntax is in the native evaluator's subset, so the
+/// subject-only render (the simulator's, the ingest bench's) runs no minijinja for it; and it
+/// renders what minijinja renders for the whole email (the test above).
+#[test]
+fn every_default_subject_with_expressions_renders_natively() {
+    let flows = repo_flows();
+    let renderer = Renderer::new(&flows).unwrap();
+    let now = at("2026-11-20T01:15:00Z");
+    let mut native = 0;
+    for locale in ["ja", "en"] {
+        for name in super::sample::template_names(&flows) {
+            let template = renderer.template(&name, locale, "subject").unwrap();
+            if !template.source().contains('{') {
+                continue;
+            }
+            let reads = renderer.subject_reads(&template).expect("a default subject is self-contained");
+            let compiled = reads.native.as_ref().unwrap_or_else(|| panic!("{locale}/{name}: {:?} is not native", template.source()));
+            let send = super::sample::sample_send(&flows, &name, locale, now).unwrap();
+            let variables = super::SubjectVariables { renderer: &renderer, send: &send, locale };
+            let subject = compiled.render(&variables, &reads.reads).unwrap_or_else(|| panic!("{locale}/{name} left to minijinja"));
+            assert!(!subject.contains("{{"), "{subject}");
+            native += 1;
+        }
+    }
+    assert!(native >= 8, "only {native} subjects with expressions");
+}
+
+/// A send of `template` whose order number, item name or first name may be missing.
+fn varied_send(flows: &crate::flow::FlowSet, template: &str, number: bool, item_name: bool, first_name: bool) -> crate::engine::SendIntent {
+    let mut send = super::sample::sample_send(flows, template, "ja", at("2026-11-20T01:15:00Z")).unwrap();
+    let trigger = std::sync::Arc::make_mut(&mut send.enrollment.trigger);
+    if let (false, Some(order)) = (number, trigger.order.as_mut()) {
+        order.number = None;
+    }
+    if let (false, Some(item)) = (item_name, send.enrollment.item.as_mut()) {
+        std::sync::Arc::make_mut(item).as_object_mut().unwrap().remove("name");
+    }
+    if !first_name {
+        send.profile.first_name = None;
+    }
+    send
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// A subject the native evaluator renders is what minijinja renders from the full context,
+    /// character for character; what it leaves (a map, a list, an error) minijinja still renders.
+    #[test]
+    fn a_native_subject_renders_as_minijinja_renders_it(
+        pieces in proptest::collection::vec((0usize..6, 0usize..26), 1..4),
+        template in 0usize..4,
+        number: bool, item_name: bool, first_name: bool,
+    ) {
+        const TEXT: [&str; 6] = ["", "ご注文 ", "(", " } ", "{ x ", "Thanks "];
+        const PRINT: [&str; 26] = [
+            "order.number or order.id", "order.number", "order.id", "order.total", "order.missing", "item.name or item.sku",
+            "item.name", "item.quantity", "customer.first_name | default('お客', true)", "customer.first_name | default('x')",
+            "customer.orders_count", "customer.has_account", "customer.last_name", "shipment.carrier", "shipment.tracking_number",
+            "none", "1 + 2", "'文字'", "order.items | length", "customer.email", "review.rating", "properties.gift", "event.type",
+            "order", "order.items", "item.missing.deeper",
+        ];
+        let source: String = pieces.iter().map(|&(text, print)| format!("{}{{{{ {} }}}}", TEXT[text], PRINT[print])).collect();
+        let flows = repo_flows();
+        let renderer = Renderer::new(&flows).unwrap();
+        let name = ["order_confirmation", "shipping_confirmation", "replenishment_reminder", "review_request"][template];
+        let send = varied_send(&flows, name, number, item_name, first_name);
+        let env = super::environment();
+        let compiled = env.template_from_str(&source).unwrap();
+        let context = renderer.context(&send, "ja", super::Links::default(), "", &crate::flow::Reads::everything(), |_| true);
+        let by_minijinja = compiled.render(context).map_err(|e| e.to_string());
+        let native = crate::flow::NativeTemplate::compile(&source).expect("text and subset expressions compile");
+        let reads = crate::flow::Reads::of_paths(&compiled.undeclared_variables(true));
+        let variables = super::SubjectVariables { renderer: &renderer, send: &send, locale: "ja" };
+        if let Some(rendered) = native.render(&variables, &reads) {
+            proptest::prop_assert_eq!(Ok(rendered), by_minijinja, "{}", source);
+        }
+    }
+}
+
+/// `customer` as templates see it, field by field as the native subjects read it, is the map
+/// the templates were written against.
+#[test]
+fn customer_for_templates_has_its_six_fields() {
+    let mut profile = crate::domain::Profile::new(crate::domain::CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
+    let bare = minijinja::context! { id => "c1", email => None::<&str>, first_name => None::<&str>, last_name => None::<&str>, has_account => false, orders_count => 0 };
+    assert_eq!(super::customer_value(&profile), bare);
+    profile.email = Some(crate::domain::EmailAddress::parse("c1@example.jp").unwrap());
+    profile.first_name = Some("花子".into());
+    profile.last_name = Some("山田".into());
+    profile.has_account = Some(true);
+    profile.orders_count = 3;
+    let full = minijinja::context! { id => "c1", email => "c1@example.jp", first_name => "花子", last_name => "山田", has_account => true, orders_count => 3 };
+    assert_eq!(super::customer_value(&profile), full);
+    for name in ["id", "email", "first_name", "last_name", "has_account", "orders_count", "birthday"] {
+        assert_eq!(super::customer_field(&profile, name), full.get_attr(name).unwrap(), "{name}");
+    }
+}
