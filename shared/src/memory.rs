@@ -200,8 +200,9 @@ impl Scheduler for MemoryScheduler {
     async fn create(&self, step: &ScheduledStep) -> Result<(), PortError> {
         self.created.fetch_add(1, Ordering::Relaxed);
         let mut schedules = lock(&self.schedules);
-        if !schedules.pending.contains_key(&step.name) {
-            schedules.pending.insert(step.name.clone(), (step.at, step.due.clone()));
+        // One lookup: the name is almost always new (an existing one is a retried create).
+        if let std::collections::hash_map::Entry::Vacant(slot) = schedules.pending.entry(step.name.clone()) {
+            slot.insert((step.at, step.due.clone()));
             schedules.queue.push(Reverse(Queued::new(step.at, step.name.clone())));
         }
         Ok(())
