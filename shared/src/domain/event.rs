@@ -67,8 +67,10 @@ pub struct Order {
     pub total: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<Currency>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub items: Vec<LineItem>,
+    /// Shared, so that expressions and templates read the lines in place (`engine::order_value`)
+    /// instead of copying them into minijinja values.
+    #[serde(default, skip_serializing_if = "<[LineItem]>::is_empty")]
+    pub items: std::sync::Arc<[LineItem]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -287,7 +289,7 @@ fn parse_order<J: Json>(o: &ObjectReader<'_, J>) -> Result<Order, FieldError> {
         number: o.text("number", 128)?,
         total: o.money("total")?,
         currency: o.parsed("currency", Currency::parse)?,
-        items: parse_items(o)?,
+        items: parse_items(o)?.into(),
     })
 }
 

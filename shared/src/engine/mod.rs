@@ -2,13 +2,14 @@
 //! The service loads the state, calls `decide`, commits, then carries out the effects.
 
 mod measure;
+mod order_value;
 mod recommend;
 mod rules;
 mod timing;
 
 pub use recommend::recommend;
 pub use rules::{Scope, SkipReason};
-pub(crate) use rules::order_value;
+pub(crate) use order_value::order_value;
 pub use timing::{in_quiet_hours, next_quiet_end, next_yearly, resolve_local};
 
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use crate::domain::{Event, LineItem, Profile};
 use crate::flow::{Catalog, Recommend, RecommendationSource};
 
 pub fn recommend(catalog: &Catalog, profile: &Profile, trigger: &Event, spec: &Recommend) -> Vec<String> {
-    let items: &[LineItem] = trigger.order.as_ref().map(|o| o.items.as_slice()).or(trigger.checkout.as_ref().map(|c| c.items.as_slice())).unwrap_or_default();
+    let items: &[LineItem] = trigger.order.as_ref().map(|o| &o.items[..]).or(trigger.checkout.as_ref().map(|c| c.items.as_slice())).unwrap_or_default();
     let mut excluded: BTreeSet<&str> = profile.sku_order_counts.keys().map(|sku| sku.as_str()).collect();
     excluded.extend(items.iter().map(|i| i.sku.as_str()));
     let categories: BTreeSet<String> = items

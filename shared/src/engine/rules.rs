@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::domain::{EmailAddress, Enrollment, Event, Name, Profile, SendRecord};
-use crate::flow::{attr_of, Category, CustomerAttr, Expression, Flow, OrderAttr, Reads, StorePolicy, Var, Variables};
+use crate::flow::{attr_of, Category, CustomerAttr, Expression, Flow, Reads, StorePolicy, Var, Variables};
 
 /// Why a send step did not send. `code()` is what the timeline and the simulator print.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +95,7 @@ impl Scope<'_> {
         let order = event.order.as_ref();
         let currency = || order.and_then(|o| o.currency.as_ref()).map(|c| c.to_string());
         match var {
-            Var::Order => order_value(order, reads),
+            Var::Order => super::order_value(order, reads),
             Var::Shipment => part(&event.shipment),
             Var::Checkout => part(&event.checkout),
             Var::Review => part(&event.review),
@@ -175,38 +175,21 @@ impl Variables for Scope<'_> {
     }
 }
 
-/// `order` as the event serializes it, or, when `reads` names its fields, only those: a
-/// subject's `order.number or order.id` need not serialize every item. Nothing can tell them
-/// apart, since reading the order whole (bare, iterated, by a computed key) reads it all.
-pub(crate) fn order_value(order: Option<&crate::domain::Order>, reads: &Reads) -> minijinja::Value {
-    use minijinja::Value as V;
-    let Some(order) = order else { return V::UNDEFINED };
-    let Some(attrs) = reads.order_attrs() else { return V::from_serialize(order) };
-    // As serialized: an absent number, total or currency, or no items, is no field at all.
-    let fields = attrs
-        .filter_map(|attr| {
-            let value = match attr {
-                OrderAttr::Id => Some(V::from_serialize(&order.id)),
-                OrderAttr::Number => order.number.as_ref().map(V::from_serialize),
-                OrderAttr::Total => order.total.as_ref().map(V::from_serialize),
-                OrderAttr::Currency => order.currency.as_ref().map(V::from_serialize),
-                OrderAttr::Items => (!order.items.is_empty()).then(|| V::from_serialize(&order.items)),
-            };
-            value.map(|v| (attr.name(), v))
-        })
-        .collect();
-    Fields::value(fields)
-}
-
 /// A few named values seen as a map, without building one (a map value sorts and stores
 /// its entries on every evaluation): the variables of an expression, and `customer`.
 /// Looked up by a short scan; listed in name order, as a map lists them.
 #[derive(Debug)]
-struct Fields(Vec<(&'static str, minijinja::Value)>);
+pub(super) struct Fields(Vec<(&'static str, minijinja::Value)>);
 
 impl Fields {
-    fn value(mut fields: Vec<(&'static str, minijinja::Value)>) -> minijinja::Value {
+    pub(super) fn value(mut fields: Vec<(&'static str, minijinja::Value)>) -> minijinja::Value {
         fields.sort_unstable_by_key(|(name, _)| *name);
+        minijinja::Value::from_object(Fields(fields))
+    }
+
+    /// Listed in the order given: a struct as minijinja serializes it, which lists (and
+    /// looks up) its fields the same way.
+    pub(super) fn in_order(fields: Vec<(&'static str, minijinja::Value)>) -> minijinja::Value {
         minijinja::Value::from_object(Fields(fields))
     }
 }
