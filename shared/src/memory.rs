@@ -63,6 +63,12 @@ impl Store for MemoryStore {
         Ok(lock(&self.customers).get(customer).is_some_and(|r| r.seen.contains(event)))
     }
 
+    /// One lookup for both: an open's three lookups of a customer (this pair and the commit)
+    /// were most of its cache misses.
+    async fn load_for_event(&self, customer: &CustomerId, event: &EventId) -> Result<(Option<Versioned<CustomerState>>, bool), PortError> {
+        Ok(lock(&self.customers).get(customer).map_or((None, false), |r| (r.state.clone(), r.seen.contains(event))))
+    }
+
     async fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, PortError> {
         let mut customers = lock(&self.customers);
         let record = customers.entry(commit.customer_id.clone()).or_default();

@@ -52,6 +52,13 @@ pub enum CommitOutcome {
 pub trait Store: Send + Sync {
     async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError>;
     async fn event_seen(&self, customer: &CustomerId, event: &EventId) -> Result<bool, PortError>;
+    /// `load` and `event_seen` at once: what ingesting an event reads first. By default both
+    /// are asked together (on DynamoDB, one round trip of waiting instead of two); a store
+    /// that keeps them in one place answers with one lookup.
+    async fn load_for_event(&self, customer: &CustomerId, event: &EventId) -> Result<(Option<Versioned<CustomerState>>, bool), PortError> {
+        let (loaded, seen) = futures_util::future::join(self.load(customer), self.event_seen(customer, event)).await;
+        Ok((loaded?, seen?))
+    }
     async fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, PortError>;
     /// Lines learnt after the commit (a marketing send's message id, a failure).
     async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError>;

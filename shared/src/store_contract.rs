@@ -35,6 +35,7 @@ async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
     assert_eq!(store.load(&id).await.unwrap(), None, "unknown customer loads as None");
     let first = event("evt-1", id.as_str());
     assert!(!store.event_seen(&id, &first.id).await.unwrap());
+    assert_eq!(store.load_for_event(&id, &first.id).await.unwrap(), (None, false), "an unknown customer has seen nothing");
 
     let mut state = CustomerState::new(id.clone(), now);
     state.profile.apply(&first);
@@ -53,6 +54,9 @@ async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
     assert_eq!(loaded.version, 1);
     assert_eq!(loaded.value, state, "state round-trips exactly");
     assert!(store.event_seen(&id, &first.id).await.unwrap());
+    assert_eq!(store.load_for_event(&id, &first.id).await.unwrap(), (Some(loaded.clone()), true), "both read at once, as read apart");
+    let unseen = event("evt-unseen", id.as_str());
+    assert_eq!(store.load_for_event(&id, &unseen.id).await.unwrap(), (Some(loaded), false));
 
     // Creating again is a lost race, not an overwrite.
     assert_eq!(store.commit(with_event(&id, now, None, &state, &event("evt-x", id.as_str()), "again")).await.unwrap(), CommitOutcome::VersionConflict);
@@ -130,6 +134,7 @@ async fn erase_forgets_the_customer_and_keeps_the_counts(store: &dyn Store, pref
     store.erase(&gone).await.unwrap();
     assert_eq!(store.load(&gone).await.unwrap(), None);
     assert!(!store.event_seen(&gone, &event("evt-1", gone.as_str()).id).await.unwrap(), "dedupe markers go too");
+    assert_eq!(store.load_for_event(&gone, &event("evt-1", gone.as_str()).id).await.unwrap(), (None, false));
     assert!(store.timeline(&gone).await.unwrap().is_empty());
     assert_eq!(counts(store.stats(day, day).await.unwrap()), before, "counts stay: they name no one");
     assert!(store.load(&kept).await.unwrap().is_some(), "only that customer is erased");

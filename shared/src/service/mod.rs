@@ -11,7 +11,7 @@ pub mod unsubscribe;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::future::{join, join_all, try_join_all};
+use futures_util::future::{join_all, try_join_all};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{instrument, warn};
@@ -239,13 +239,8 @@ impl App {
         let delivered_index = |delivered: &[Delivered], send: &SendIntent| delivered.iter().position(|d| d.enrollment_id == send.enrollment_id && d.step_id == send.step_id);
         let mut committed = None;
         for _ in 0..MAX_ATTEMPTS {
-            // An event's state and its dedupe marker are read at once: on DynamoDB, one
-            // round trip of waiting instead of two for every storefront and SES event.
             let (loaded, seen) = match &input {
-                Input::Event(event) => {
-                    let (loaded, seen) = join(ports.store.load(customer), ports.store.event_seen(customer, &event.id)).await;
-                    (loaded?, seen?)
-                }
+                Input::Event(event) => ports.store.load_for_event(customer, &event.id).await?,
                 Input::Due(_) => (ports.store.load(customer).await?, false),
             };
             if known_only && loaded.is_none() {
