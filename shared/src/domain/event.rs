@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::json::{Json, JsonDoc};
-use super::reader::ObjectReader;
+use super::reader::{ObjectReader, Place};
 use super::values::{Currency, CustomerId, EmailAddress, EventId, EventType, Locale, Money, TimeZone};
 use super::FieldError;
 
@@ -170,7 +170,7 @@ impl Event {
     }
 
     pub(crate) fn parse_json<J: Json>(value: &J) -> Result<Event, FieldError> {
-        let root = ObjectReader::new(smol_str::SmolStr::default(), value)?;
+        let root = ObjectReader::new(Place::Root, value)?;
         let id = root.required_parsed("id", EventId::parse)?;
         let event_type = root.required_parsed("type", EventType::parse)?;
         let occurred_at = root.required_parsed("occurred_at", |s| {
@@ -261,12 +261,12 @@ fn parse_items<J: Json>(r: &ObjectReader<'_, J>) -> Result<Vec<LineItem>, FieldE
     if items.len() > MAX_ITEMS {
         return Err(FieldError::new(r.path_of("items"), "too_many", format!("{} has more than {MAX_ITEMS} items", r.path_of("items"))));
     }
-    let path = r.path_of("items");
+    let list = r.place_of("items");
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let item = ObjectReader::new(smol_str::format_smolstr!("{path}[{i}]"), item)?;
+            let item = ObjectReader::new(Place::Index(&list, i), item)?;
             Ok(LineItem {
                 sku: required_text(&item, "sku")?,
                 name: item.text("name", MAX_TEXT)?,
@@ -480,6 +480,10 @@ mod tests {
             ("order.items", Box::new(|v| { v["order"]["items"] = json!([]); })),
             ("order.items[0].sku", Box::new(|v| { v["order"]["items"][0]["sku"] = json!(7); })),
             ("order.items[0].quantity", Box::new(|v| { v["order"]["items"][0]["quantity"] = json!(0); })),
+            ("order.items[1]", Box::new(|v| { v["order"]["items"] = json!([{"sku": "A"}, "a line"]); })),
+            ("order.items[2].unit_price", Box::new(|v| { v["order"]["items"] = json!([{"sku": "A"}, {"sku": "B"}, {"sku": "C", "unit_price": "1,800"}]); })),
+            ("order.items[2].related_skus[1]", Box::new(|v| { v["order"]["items"] = json!([{"sku": "A"}, {"sku": "B"}, {"sku": "C", "related_skus": ["A", 7]}]); })),
+            ("customer", Box::new(|v| { v["customer"] = json!("c1"); })),
             ("order.total", Box::new(|v| { v["order"]["total"] = json!("-5"); })),
             ("order.currency", Box::new(|v| { v["order"]["currency"] = json!("yen"); })),
             ("properties", Box::new(|v| { v["properties"] = json!({"blob": "x".repeat(40_000)}); })),
