@@ -44,7 +44,7 @@ impl<'a, J: Json> ObjectReader<'a, J> {
         Err(FieldError::new(if path.is_empty() { "$" } else { path.as_str() }, "invalid_type", format!("expected a JSON object, got {}", value.kind())))
     }
 
-    /// This object's place, for the objects of a list in it (`Place::Index`).
+    /// The place of `key` in this object (a list's items are `Place::Index` of it).
     pub fn place_of<'k>(&'k self, key: &'k str) -> Place<'k> {
         Place::Key(&self.place, key)
     }
