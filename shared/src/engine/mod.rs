@@ -117,6 +117,15 @@ pub enum Effect {
     Unschedule { name: String },
 }
 
+impl Effect {
+    pub fn as_send(&self) -> Option<&SendIntent> {
+        match self {
+            Effect::Send(send) => Some(send),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub state: CustomerState,
@@ -130,10 +139,7 @@ pub struct Decision {
 
 impl Decision {
     pub fn sends(&self) -> impl Iterator<Item = &SendIntent> {
-        self.effects.iter().filter_map(|e| match e {
-            Effect::Send(s) => Some(s),
-            _ => None,
-        })
+        self.effects.iter().filter_map(Effect::as_send)
     }
 }
 

@@ -297,29 +297,23 @@ impl App {
             // Skips are reported from the decided state; then the state, timeline and counts
             // move into the commit (a conflict decides afresh).
             let skipped = self.skip_reports(customer, &decision);
-            let placeholder = CustomerState::new(customer.clone(), decision.state.profile.created_at);
-            let commit = Commit {
-                customer_id: customer.clone(),
-                expected_version,
-                state: std::mem::replace(&mut decision.state, placeholder),
-                event,
-                timeline: std::mem::take(&mut decision.timeline),
-                stats: std::mem::take(&mut decision.stats),
-            };
+            // Taken apart, not swapped for a placeholder state (which allocated each time).
+            let Decision { state, effects, timeline, stats, .. } = decision;
+            let commit = Commit { customer_id: customer.clone(), expected_version, state, event, timeline, stats };
             match ports.store.commit(commit).await? {
                 CommitOutcome::Committed { .. } => {
-                    committed = Some((decision, skipped));
+                    committed = Some((effects, skipped));
                     break;
                 }
                 CommitOutcome::DuplicateEvent => return Ok(Processed::Duplicate),
                 CommitOutcome::VersionConflict => continue,
             }
         }
-        let Some((decision, skipped)) = committed else {
+        let Some((effects, skipped)) = committed else {
             return Err(ServiceError::Retryable(format!("customer {customer} changed {MAX_ATTEMPTS} times while deciding")));
         };
         reports.extend(skipped);
-        for send in decision.sends() {
+        for send in effects.iter().filter_map(Effect::as_send) {
             if send.category == Category::Transactional {
                 if let Some(done) = delivered_index(&delivered, send) {
                     reports.push(delivered.swap_remove(done).report);
@@ -346,8 +340,7 @@ impl App {
                 }
             }
         }
-        let unscheduled: Vec<&String> = decision
-            .effects
+        let unscheduled: Vec<&String> = effects
             .iter()
             .filter_map(|effect| match effect {
                 Effect::Unschedule { name } => Some(name),
