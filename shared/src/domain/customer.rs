@@ -20,7 +20,7 @@ pub type Name = smol_str::SmolStr;
 /// is copied on every load; BENCHMARKS.md). Stored as a JSON object, like a `BTreeMap`.
 pub type NameMap<V> = litemap::LiteMap<Name, V>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub id: CustomerId,
     #[serde(default)]
@@ -71,6 +71,37 @@ pub struct Profile {
     #[serde(default)]
     pub last_sent: NameMap<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+/// Copied with the state it is part of (`CustomerState::clone`): an open is pushed on the copy,
+/// which a derived clone, sized to the list, made a reallocation and a copy of it.
+impl Clone for Profile {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            email: self.email.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            locale: self.locale.clone(),
+            timezone: self.timezone,
+            birthday: self.birthday,
+            has_account: self.has_account,
+            marketing_consent: self.marketing_consent,
+            unsubscribed: self.unsubscribed,
+            bounced: self.bounced,
+            complained: self.complained,
+            orders_count: self.orders_count,
+            total_spent: self.total_spent.clone(),
+            sku_order_counts: self.sku_order_counts.clone(),
+            first_order_at: self.first_order_at,
+            first_order_id: self.first_order_id.clone(),
+            last_order_at: self.last_order_at,
+            // Most customers have no recent open, and their copy allocates nothing.
+            opens: if self.opens.is_empty() { Vec::new() } else { with_room(&self.opens) },
+            last_sent: self.last_sent.clone(),
+            created_at: self.created_at,
+        }
+    }
 }
 
 impl Profile {
@@ -252,11 +283,6 @@ impl CustomerState {
 /// so that first push copied the whole list again; this one leaves room for it.
 impl Clone for CustomerState {
     fn clone(&self) -> Self {
-        fn with_room<T: Clone>(items: &[T]) -> Vec<T> {
-            let mut copy = Vec::with_capacity(items.len() + 1);
-            copy.extend_from_slice(items);
-            copy
-        }
         Self {
             profile: self.profile.clone(),
             enrollments: with_room(&self.enrollments),
@@ -266,6 +292,13 @@ impl Clone for CustomerState {
             last_generation: self.last_generation,
         }
     }
+}
+
+/// A copy of a list with room for one more item.
+fn with_room<T: Clone>(items: &[T]) -> Vec<T> {
+    let mut copy = Vec::with_capacity(items.len() + 1);
+    copy.extend_from_slice(items);
+    copy
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,5 +358,41 @@ mod tests {
         assert_eq!(serde_json::to_string(&map).unwrap(), r#"{"EUR":"1","JPY":"9000","USD":"12.50"}"#);
         assert_eq!(map.get("JPY"), Some(&Decimal::new(9000, 0)));
         assert_eq!(map.len(), 3);
+    }
+
+    /// The hand-written clone copies every field (each one set here, none to its default)
+    /// and leaves room for the next open, and none where there is no open.
+    #[test]
+    fn a_profile_copies_every_field_and_has_room_for_an_open() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        let profile = Profile {
+            id: CustomerId::parse("cust-1").unwrap(),
+            email: Some(EmailAddress::parse("ann@example.com").unwrap()),
+            first_name: Some(Name::new("Ann")),
+            last_name: Some(Name::new("Lee")),
+            locale: Some(Locale::parse("ja").unwrap()),
+            timezone: Some(TimeZone::parse("Asia/Tokyo").unwrap()),
+            birthday: NaiveDate::from_ymd_opt(1990, 4, 1),
+            has_account: Some(true),
+            marketing_consent: true,
+            unsubscribed: true,
+            bounced: true,
+            complained: true,
+            orders_count: 3,
+            total_spent: Arc::new(NameMap::from_iter([(Name::new("JPY"), Decimal::new(6800, 0))])),
+            sku_order_counts: Arc::new(NameMap::from_iter([(Name::new("A1"), 2)])),
+            first_order_at: Some(at("2026-01-02T03:04:05Z")),
+            first_order_id: Some(Name::new("order-1")),
+            last_order_at: Some(at("2026-11-02T03:04:05Z")),
+            opens: vec![at("2026-11-19T00:00:00Z"), at("2026-11-20T00:00:00Z")],
+            last_sent: NameMap::from_iter([(Name::new("welcome"), at("2026-11-03T00:00:00Z"))]),
+            created_at: at("2026-01-01T00:00:00Z"),
+        };
+        let copy = profile.clone();
+        assert_eq!(copy, profile);
+        assert_eq!(serde_json::to_value(&copy).unwrap(), serde_json::to_value(&profile).unwrap());
+        assert!(copy.opens.capacity() > copy.opens.len(), "room for one more open");
+        let fresh = Profile::new(CustomerId::parse("cust-2").unwrap(), at("2026-01-01T00:00:00Z"));
+        assert_eq!(fresh.clone().opens.capacity(), 0, "no open, no allocation");
     }
 }
