@@ -139,6 +139,11 @@ struct Schedules {
     /// Soonest first, in (due time, name) order. A deleted schedule's entry stays until it
     /// comes up and is skipped (found no longer pending at that time): cheaper than removing it.
     queue: QuaternaryHeap<Reverse<Queued>>,
+    /// The queue's first entry is known pending: `soonest` looks it up once, not at every
+    /// call (the simulator asks before each event and each step). Adding a schedule keeps it
+    /// true, as the first entry is then either the one checked or the one just added;
+    /// taking or deleting one clears it.
+    first_checked: bool,
 }
 
 /// A queue entry, ordered by time, then by name: the name's first 16 bytes as one number
@@ -162,11 +167,14 @@ impl Queued {
 impl Schedules {
     /// The soonest pending entry, skipping (and dropping) deleted ones.
     fn soonest(&mut self) -> Option<&Queued> {
-        while let Some(Reverse(next)) = self.queue.peek() {
-            if self.pending.get(&next.name).is_some_and(|(at, _)| *at == next.at) {
-                break;
+        if !self.first_checked {
+            while let Some(Reverse(next)) = self.queue.peek() {
+                if self.pending.get(&next.name).is_some_and(|(at, _)| *at == next.at) {
+                    break;
+                }
+                self.queue.pop();
             }
-            self.queue.pop();
+            self.first_checked = true;
         }
         self.queue.peek().map(|Reverse(next)| next)
     }
@@ -195,6 +203,7 @@ impl MemoryScheduler {
         let mut schedules = lock(&self.schedules);
         schedules.soonest().filter(|next| next.at <= until)?;
         let Reverse(next) = schedules.queue.pop()?;
+        schedules.first_checked = false;
         let (at, due) = schedules.pending.remove(&next.name)?;
         self.fired.fetch_add(1, Ordering::Relaxed);
         Some(ScheduledStep { name: next.name, at, due })
@@ -215,7 +224,9 @@ impl Scheduler for MemoryScheduler {
     }
     async fn delete(&self, name: &str) -> Result<(), PortError> {
         self.deleted.fetch_add(1, Ordering::Relaxed);
-        lock(&self.schedules).pending.remove(name);
+        let mut schedules = lock(&self.schedules);
+        schedules.pending.remove(name);
+        schedules.first_checked = false;
         Ok(())
     }
 }
