@@ -138,7 +138,7 @@ impl Scope<'_> {
             A::PurchasedSkus => V::from_serialize(p.purchased_skus()),
             A::SkuOrderCounts => V::from_serialize(&p.sku_order_counts),
             A::Birthday => p.birthday.map(|d| d.to_string()).into(),
-            A::FirstOrderDate => p.first_order_at.map(|t| self.local_date(t).to_string()).into(),
+            A::FirstOrderDate => p.first_order_at.map(|t| super::date_text(self.local_date(t))).as_deref().into(),
             A::FirstOrderId => p.first_order_id.as_deref().into(),
             A::DaysSinceLastOrder => p.last_order_at.map(days_since).into(),
             A::Opens30d => {

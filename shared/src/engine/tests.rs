@@ -426,7 +426,7 @@ mod dates {
     use chrono::{Datelike, NaiveDate};
     use proptest::prelude::*;
 
-    use super::is_date;
+    use super::{date_text, is_date};
 
     fn date() -> impl Strategy<Value = NaiveDate> {
         let days = |range: std::ops::RangeInclusive<NaiveDate>| {
@@ -446,6 +446,12 @@ mod dates {
             // A near date shares the year or the month, which a far one almost never does.
             let near = a.checked_add_signed(chrono::Duration::days(offset)).unwrap_or(a);
             prop_assert_eq!(is_date(&a.to_string(), near), a == near);
+        }
+
+        #[test]
+        fn a_date_is_written_as_chrono_writes_it(a in date()) {
+            let text = date_text(a);
+            prop_assert_eq!(text.as_str(), a.to_string());
         }
 
         #[test]
