@@ -239,25 +239,29 @@ impl App {
         let delivered_index = |delivered: &[Delivered], send: &SendIntent| delivered.iter().position(|d| d.enrollment_id == send.enrollment_id && d.step_id == send.step_id);
         let mut committed = None;
         for _ in 0..MAX_ATTEMPTS {
-            let (loaded, seen) = match &input {
-                Input::Event(event) => ports.store.load_for_event(customer, &event.id).await?,
-                Input::Due(_) => (ports.store.load(customer).await?, false),
+            // In a block, so the loaded state's room in this future ends with it: a future is
+            // as large as its largest suspension, and is copied whole each time it is moved.
+            let (expected_version, mut decision) = {
+                let (loaded, seen) = match &input {
+                    Input::Event(event) => ports.store.load_for_event(customer, &event.id).await?,
+                    Input::Due(_) => (ports.store.load(customer).await?, false),
+                };
+                if known_only && loaded.is_none() {
+                    warn!(customer_id = %customer, "feedback for an unknown customer dropped");
+                    return Ok(Processed::UnknownCustomer);
+                }
+                if let Input::Event(event) = &input {
+                    let has_email = event.customer.email.is_some() || loaded.as_ref().is_some_and(|s| s.value.profile.email.is_some());
+                    if !known_only && !has_email {
+                        return Err(first_sight_without_email(None, customer));
+                    }
+                    if seen {
+                        return Ok(Processed::Duplicate);
+                    }
+                }
+                let expected_version = loaded.as_ref().map(|s| s.version);
+                (expected_version, engine::decide(&self.flows, loaded.map(|s| s.value), input, ports.clock.now()))
             };
-            if known_only && loaded.is_none() {
-                warn!(customer_id = %customer, "feedback for an unknown customer dropped");
-                return Ok(Processed::UnknownCustomer);
-            }
-            if let Input::Event(event) = &input {
-                let has_email = event.customer.email.is_some() || loaded.as_ref().is_some_and(|s| s.value.profile.email.is_some());
-                if !known_only && !has_email {
-                    return Err(first_sight_without_email(None, customer));
-                }
-                if seen {
-                    return Ok(Processed::Duplicate);
-                }
-            }
-            let expected_version = loaded.as_ref().map(|s| s.version);
-            let mut decision = engine::decide(&self.flows, loaded.map(|s| s.value), input, ports.clock.now());
             if !decision.changed {
                 return Ok(Processed::Stale);
             }
@@ -269,7 +273,7 @@ impl App {
                 let Effect::Send(send) = &decision.effects[i] else { continue };
                 let done = match delivered_index(&delivered, send) {
                     Some(done) => done,
-                    None => match self.deliver(send).await {
+                    None => match Box::pin(self.deliver(send)).await {
                         Ok((message_id, report)) => {
                             delivered.push(Delivered { enrollment_id: send.enrollment_id.clone(), step_id: send.step_id.clone(), message_id, report });
                             delivered.len() - 1
@@ -321,22 +325,20 @@ impl App {
                 continue;
             }
             // Marketing: the step is claimed; a failure now loses this one email, never doubles it.
-            match self.deliver(send).await {
-                Ok((_, report)) => reports.push(report),
-                Err(e) => {
-                    let reason = match e {
-                        DeliverError::Render(why) => why,
-                        DeliverError::Port(e) => e.to_string(),
-                    };
-                    warn!(flow = %send.flow, step = %send.step_id, %reason, "marketing send failed after claim");
-                    let mut entry = TimelineEntry::new(ports.clock.now(), TimelineKind::Failed);
-                    entry.flow = Some(send.flow.clone());
-                    entry.step_id = Some(send.step_id.clone());
-                    entry.template = Some(send.template.clone());
-                    entry.reason = Some(Name::from(reason));
-                    if let Err(e) = ports.store.append_timeline(customer, &[entry]).await {
-                        warn!(error = %e, "could not record a failed send");
-                    }
+            // The outcome is settled before the next await, so this future holds neither it nor the line.
+            let failure = match Box::pin(self.deliver(send)).await {
+                Ok((_, report)) => {
+                    reports.push(report);
+                    None
+                }
+                Err(DeliverError::Render(why)) => Some(why),
+                Err(DeliverError::Port(e)) => Some(e.to_string()),
+            };
+            if let Some(reason) = failure {
+                warn!(flow = %send.flow, step = %send.step_id, %reason, "marketing send failed after claim");
+                let entries = vec![failed_send(ports.clock.now(), send, reason)];
+                if let Err(e) = ports.store.append_timeline(customer, &entries).await {
+                    warn!(error = %e, "could not record a failed send");
                 }
             }
         }
@@ -426,6 +428,16 @@ impl App {
         };
         Ok((message_id, report))
     }
+}
+
+/// The timeline line of a marketing send that failed after its step was claimed.
+fn failed_send(at: chrono::DateTime<chrono::Utc>, send: &SendIntent, reason: String) -> TimelineEntry {
+    let mut entry = TimelineEntry::new(at, TimelineKind::Failed);
+    entry.flow = Some(send.flow.clone());
+    entry.step_id = Some(send.step_id.clone());
+    entry.template = Some(send.template.clone());
+    entry.reason = Some(Name::from(reason));
+    entry
 }
 
 /// A transactional send delivered before the commit, found again by (enrollment, step) when a

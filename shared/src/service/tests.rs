@@ -158,6 +158,29 @@ async fn http_api_status_codes() {
     assert_eq!(missing.status, 404);
 }
 
+/// Marketing is at most once: a send that fails after its step was claimed is not retried,
+/// and the customer's timeline says it failed and why.
+#[tokio::test]
+async fn a_marketing_send_failing_after_its_claim_is_recorded_and_not_retried() {
+    let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
+    let mut order = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
+    order["customer"]["marketing_consent"] = json!(true);
+    m.app.ingest_json(&[order]).await.unwrap();
+    m.clock.set(at("2026-11-20T02:15:00Z"));
+    let due = m.scheduler.take_next_due(at("2026-11-20T02:15:00Z")).expect("thank-you scheduled");
+    *m.mailer.fail_with.lock().unwrap() = Some("SES throttled".into());
+    let mut reports = Vec::new();
+    assert_eq!(m.app.run_step(&due.due, &mut reports).await.unwrap(), super::Processed::Applied);
+    assert!(reports.iter().all(|r| r.status != "sent"), "{reports:?}");
+    let failed: Vec<_> = m.store.timeline(&customer("c1")).await.unwrap().into_iter().filter(|e| e.kind == crate::domain::TimelineKind::Failed).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!((failed[0].flow.as_deref(), failed[0].template.as_deref()), (Some("thank_you"), Some("thank_you_first")));
+    assert!(failed[0].reason.as_deref().is_some_and(|r| r.contains("SES throttled")), "{:?}", failed[0].reason);
+    *m.mailer.fail_with.lock().unwrap() = None;
+    assert_eq!(m.app.run_step(&due.due, &mut Vec::new()).await.unwrap(), super::Processed::Stale, "the claimed step does not run again");
+    assert_eq!(m.mailer.sent().len(), 1, "only the receipt went out");
+}
+
 #[tokio::test]
 async fn marketing_carries_one_click_unsubscribe_and_receipts_do_not() {
     let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
