@@ -261,7 +261,8 @@ pub struct CustomerState {
     pub profile: Profile,
     /// Shared with the copy the state was loaded from: a decision changes one or two of them,
     /// and copies only those (`Arc::make_mut`), so loading a state does not copy every one.
-    pub enrollments: Vec<std::sync::Arc<Enrollment>>,
+    /// The list itself is shared too, until a decision changes it (`Enrollments::to_mut`).
+    pub enrollments: Enrollments,
     /// Enrollment ids that ended, so a per-order flow never runs twice for one order.
     pub finished: NameMap<DateTime<Utc>>,
     /// Sends of the last days, newest last, for smart sending and frequency rules. Shared
@@ -272,9 +273,57 @@ pub struct CustomerState {
     pub last_generation: u32,
 }
 
+/// A customer's active enrollments: a list shared with the state it was copied from until it
+/// changes. Most events (opens, deliveries, clicks) change no enrollment, and a copy that
+/// counted one more user of each enrollment wrote to every one of them (a cache miss each, on
+/// a customer not seen for a while: most of the cost of copying a state).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Enrollments(Arc<Vec<Arc<Enrollment>>>);
+
+impl Enrollments {
+    pub fn new(list: Vec<Arc<Enrollment>>) -> Self {
+        Self(Arc::new(list))
+    }
+
+    /// Whether this is the very list `other` holds (not a copy of it).
+    pub fn is_shared_with(&self, other: &Enrollments) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The list, to change: first copied (with room for one more) if another state shares it.
+    pub fn to_mut(&mut self) -> &mut Vec<Arc<Enrollment>> {
+        if Arc::get_mut(&mut self.0).is_none() {
+            self.0 = Arc::new(with_room(&self.0));
+        }
+        // Not shared now, so this copies nothing.
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for Enrollments {
+    type Target = [Arc<Enrollment>];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Enrollments {
+    type Item = &'a Arc<Enrollment>;
+    type IntoIter = std::slice::Iter<'a, Arc<Enrollment>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<Vec<Arc<Enrollment>>> for Enrollments {
+    fn from(list: Vec<Arc<Enrollment>>) -> Self {
+        Self::new(list)
+    }
+}
+
 impl CustomerState {
     pub fn new(id: CustomerId, now: DateTime<Utc>) -> Self {
-        Self { profile: Profile::new(id, now), enrollments: Vec::new(), finished: NameMap::new(), recent_sends: Vec::new(), last_generation: 0 }
+        Self { profile: Profile::new(id, now), enrollments: Enrollments::default(), finished: NameMap::new(), recent_sends: Vec::new(), last_generation: 0 }
     }
 }
 
@@ -285,7 +334,7 @@ impl Clone for CustomerState {
     fn clone(&self) -> Self {
         Self {
             profile: self.profile.clone(),
-            enrollments: with_room(&self.enrollments),
+            enrollments: self.enrollments.clone(),
             // Already in key order: the copy needs no sorting.
             finished: NameMap::from_sorted_store_unchecked(with_room(self.finished.as_slice())),
             recent_sends: with_room(&self.recent_sends),

@@ -113,13 +113,14 @@ impl Run<'_> {
             self.count_email(&send, metric, 1);
         }
         let Some(clicked) = engaged else { return };
-        let Some(enrollment) = state.enrollments.iter_mut().find(|e| e.id == send.enrollment_id) else { return };
+        let Some(index) = state.enrollments.iter().position(|e| e.id == send.enrollment_id) else { return };
         let unmarked = |list: &[crate::domain::Name]| !list.contains(&send.step_id);
+        let enrollment = &state.enrollments[index];
         if !unmarked(&enrollment.opened) && !(clicked && unmarked(&enrollment.clicked)) {
             return;
         }
-        // Copied only now that it changes (it is shared with the state as loaded).
-        let enrollment = std::sync::Arc::make_mut(enrollment);
+        // Copied only now that it changes (it and the list are shared with the state as loaded).
+        let enrollment = std::sync::Arc::make_mut(&mut state.enrollments.to_mut()[index]);
         if unmarked(&enrollment.opened) {
             enrollment.opened.push(send.step_id.clone());
         }

@@ -314,7 +314,7 @@ impl<'f> Run<'f> {
                         Some(i) if state.enrollments[i].trigger_value.as_deref().is_some_and(|text| is_date(text, date)) => continue,
                         // The date changed: follow it.
                         Some(i) => {
-                            let old = state.enrollments.remove(i);
+                            let old = state.enrollments.to_mut().remove(i);
                             let mut entry = self.entry(TimelineKind::Exited, &old);
                             entry.reason = Some("restarted:date_changed".into());
                             self.timeline.push(entry);
@@ -354,7 +354,7 @@ impl<'f> Run<'f> {
             if !flow.restart {
                 return;
             }
-            let old = state.enrollments.remove(i);
+            let old = state.enrollments.to_mut().remove(i);
             let mut entry = self.entry(TimelineKind::Exited, &old);
             entry.reason = Some(smol_str::format_smolstr!("restarted:{}", event.event_type));
             self.timeline.push(entry);
@@ -384,26 +384,33 @@ impl<'f> Run<'f> {
     }
 
     fn apply_exits(&mut self, state: &mut CustomerState, event: &Event) {
+        let flows: &'f FlowSet = self.flows;
+        let exit_rule = |enrollment: &Enrollment| {
+            let flow = flows.flow(&enrollment.flow)?;
+            let rule = flow.exit_on.iter().find(|rule| {
+                rule.event == event.event_type.as_str()
+                    && (!rule.same_order || same_order(event, enrollment))
+                    && (!rule.same_sku || same_sku(event, enrollment))
+            })?;
+            (enrollment.trigger.id != event.id).then_some(rule)
+        };
+        // Most events end none: then the list stays shared with the state as loaded.
+        if !state.enrollments.iter().any(|e| exit_rule(e).is_some()) {
+            return;
+        }
         let mut kept = Vec::with_capacity(state.enrollments.len());
-        for enrollment in std::mem::take(&mut state.enrollments) {
-            let rule = self.flows.flow(&enrollment.flow).and_then(|flow| {
-                flow.exit_on.iter().find(|rule| {
-                    rule.event == event.event_type.as_str()
-                        && (!rule.same_order || same_order(event, &enrollment))
-                        && (!rule.same_sku || same_sku(event, &enrollment))
-                })
-            });
-            match rule {
-                Some(rule) if enrollment.trigger.id != event.id => {
+        for enrollment in std::mem::take(state.enrollments.to_mut()) {
+            match exit_rule(&enrollment) {
+                Some(rule) => {
                     let mut entry = self.entry(TimelineKind::Exited, &enrollment);
                     entry.reason = Some(smol_str::format_smolstr!("{}:{}", if rule.goal { "goal" } else { "exit_on" }, event.event_type));
                     self.timeline.push(entry);
                     self.end(state, &enrollment);
                 }
-                _ => kept.push(enrollment),
+                None => kept.push(enrollment),
             }
         }
-        state.enrollments.extend(kept);
+        state.enrollments.to_mut().extend(kept);
     }
 
     /// Enrollments waiting for this event go on at their `matched` step.
@@ -424,7 +431,7 @@ impl<'f> Run<'f> {
             });
             match resume {
                 Some((flow, next)) => {
-                    let mut enrollment = Arc::unwrap_or_clone(state.enrollments.remove(i));
+                    let mut enrollment = Arc::unwrap_or_clone(state.enrollments.to_mut().remove(i));
                     self.unschedule(state, &enrollment);
                     enrollment.due_at = None;
                     enrollment.anchor = self.now;
@@ -442,7 +449,7 @@ impl<'f> Run<'f> {
         }) else {
             return false;
         };
-        let mut enrollment = Arc::unwrap_or_clone(state.enrollments.remove(position));
+        let mut enrollment = Arc::unwrap_or_clone(state.enrollments.to_mut().remove(position));
         let Some(flow) = self.flows.flow(&enrollment.flow) else {
             let mut entry = self.entry(TimelineKind::Exited, &enrollment);
             entry.reason = Some("flow_removed".into());
@@ -616,7 +623,7 @@ impl<'f> Run<'f> {
         enrollment.due_at = Some(at);
         let due = DueStep::of(&state.profile.id, &enrollment);
         self.effects.push(Effect::Schedule(ScheduledStep { name: due.schedule_name(), at, due }));
-        state.enrollments.push(Arc::new(enrollment));
+        state.enrollments.to_mut().push(Arc::new(enrollment));
     }
 
     fn unschedule(&mut self, state: &CustomerState, enrollment: &Enrollment) {

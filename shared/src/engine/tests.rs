@@ -42,7 +42,12 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     assert!(!state.enrollments.is_empty() && !state.finished.is_empty() && !state.recent_sends.is_empty(), "{state:?}");
     let copy = state.clone();
     assert_eq!(copy, state);
-    assert!(copy.enrollments.capacity() > copy.enrollments.len());
+    // The enrollments' list is shared until it changes, and then copied with room for one more.
+    assert!(copy.enrollments.is_shared_with(&state.enrollments));
+    let mut changed = copy.clone();
+    let list = changed.enrollments.to_mut();
+    assert!(list.capacity() > list.len());
+    assert!(!changed.enrollments.is_shared_with(&state.enrollments) && changed.enrollments[..] == state.enrollments[..]);
     assert!(copy.recent_sends.capacity() > copy.recent_sends.len());
     assert_eq!(copy.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), state.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>());
     // The order-only maps are shared, and an order decided on the copy leaves the original's as they were.
@@ -55,6 +60,7 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     let marked = decide(&flows, Some(copy.clone()), Input::Event(&opened), at("2026-11-20T03:00:00Z")).state;
     assert_eq!(marked.recent_sends[0].opened_at, Some(at("2026-11-20T03:00:00Z")), "the open is marked on the copy");
     assert_eq!(state.recent_sends[0].opened_at, None, "and not on the original");
+    assert!(marked.enrollments.is_shared_with(&state.enrollments), "an open that changes no enrollment leaves their list shared");
     let before = (state.profile.sku_order_counts.clone(), state.profile.total_spent.clone());
     let second = event(order_placed("e2", "c1", "A2", "2026-11-21T10:15:00+09:00"));
     let after = decide(&flows, Some(copy), Input::Event(&second), at("2026-11-21T01:15:00Z")).state;

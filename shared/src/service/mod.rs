@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{instrument, warn};
 
-use crate::domain::{CustomerId, CustomerState, Event, FieldError, Json, JsonDoc, Name, TimelineEntry, TimelineKind};
+use crate::domain::{CustomerId, Event, FieldError, Json, JsonDoc, Name, TimelineEntry, TimelineKind};
 use crate::engine::{self, Decision, DueStep, Effect, Input, SendIntent};
 use crate::flow::{Category, FlowSet};
 use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, PortError, Publisher, Scheduler, Store};
