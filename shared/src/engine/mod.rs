@@ -112,7 +112,9 @@ pub struct ScheduledStep {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Send(SendIntent),
+    /// Boxed: an intent carries the profile and enrollment to render with (688 bytes), and
+    /// every schedule in a decision's list took as much room.
+    Send(Box<SendIntent>),
     Schedule(ScheduledStep),
     Unschedule { name: String },
 }
@@ -715,7 +717,7 @@ impl<'f> Run<'f> {
                     self.count_email(record, Metric::Sent, 1);
                 }
                 state.profile.last_sent.insert(Name::new(&flow.id), self.now);
-                self.effects.push(Effect::Send(SendIntent {
+                self.effects.push(Effect::Send(Box::new(SendIntent {
                     enrollment_id: enrollment.id.clone(),
                     flow: Name::new(&flow.id),
                     step_id: Name::new(step_id),
@@ -725,7 +727,7 @@ impl<'f> Run<'f> {
                     profile: state.profile.clone(),
                     enrollment: enrollment.clone(),
                     recommendations,
-                }));
+                })));
             }
         }
     }
