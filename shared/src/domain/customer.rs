@@ -263,8 +263,10 @@ pub struct CustomerState {
     /// and copies only those (`Arc::make_mut`), so loading a state does not copy every one.
     /// The list itself is shared too, until a decision changes it (`Enrollments::to_mut`).
     pub enrollments: Enrollments,
-    /// Enrollment ids that ended, so a per-order flow never runs twice for one order.
-    pub finished: NameMap<DateTime<Utc>>,
+    /// Enrollment ids that ended, so a per-order flow never runs twice for one order. Shared
+    /// with the loaded copy until one ends (`Arc::make_mut`): copying the ids (most are too long
+    /// to be inline) wrote to each, and most events end nothing.
+    pub finished: Arc<NameMap<DateTime<Utc>>>,
     /// Sends of the last days, newest last, for smart sending and frequency rules. Shared
     /// with the loaded copy as the enrollments are: feedback changes one (`Arc::make_mut`).
     pub recent_sends: Vec<std::sync::Arc<SendRecord>>,
@@ -323,7 +325,7 @@ impl From<Vec<Arc<Enrollment>>> for Enrollments {
 
 impl CustomerState {
     pub fn new(id: CustomerId, now: DateTime<Utc>) -> Self {
-        Self { profile: Profile::new(id, now), enrollments: Enrollments::default(), finished: NameMap::new(), recent_sends: Vec::new(), last_generation: 0 }
+        Self { profile: Profile::new(id, now), enrollments: Enrollments::default(), finished: Arc::default(), recent_sends: Vec::new(), last_generation: 0 }
     }
 }
 
@@ -335,8 +337,7 @@ impl Clone for CustomerState {
         Self {
             profile: self.profile.clone(),
             enrollments: self.enrollments.clone(),
-            // Already in key order: the copy needs no sorting.
-            finished: NameMap::from_sorted_store_unchecked(with_room(self.finished.as_slice())),
+            finished: self.finished.clone(),
             recent_sends: with_room(&self.recent_sends),
             last_generation: self.last_generation,
         }

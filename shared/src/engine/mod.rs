@@ -170,7 +170,10 @@ pub fn decide(flows: &FlowSet, state: Option<CustomerState>, input: Input<'_>, n
 
 fn prune(state: &mut CustomerState, now: DateTime<Utc>) {
     let finished_horizon = now - Duration::days(FINISHED_MEMORY_DAYS);
-    state.finished.retain(|_, at| *at >= finished_horizon);
+    // Checked first: the ids are shared with the loaded state, and copied only when one goes.
+    if state.finished.iter().any(|(_, at)| *at < finished_horizon) {
+        Arc::make_mut(&mut state.finished).retain(|_, at| *at >= finished_horizon);
+    }
     let recent_horizon = now - Duration::days(RECENT_SENDS_DAYS);
     state.recent_sends.retain(|s| s.at >= recent_horizon);
     state.profile.opens.retain(|at| *at >= recent_horizon);
@@ -637,7 +640,7 @@ impl<'f> Run<'f> {
 
     fn end(&mut self, state: &mut CustomerState, enrollment: &Enrollment) {
         self.unschedule(state, enrollment);
-        state.finished.insert(enrollment.id.clone(), self.now);
+        Arc::make_mut(&mut state.finished).insert(enrollment.id.clone(), self.now);
     }
 
     #[allow(clippy::too_many_arguments)]

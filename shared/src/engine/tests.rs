@@ -32,8 +32,9 @@ fn consenting_order(id: &str, order: &str, occurred_at: &str) -> Event {
     event(v)
 }
 
-/// A copy of a state is what a decision changes: equal to its original, with room in each
-/// list for the enrollment, finished id or send the decision adds (the derived clone had none).
+/// A copy of a state is what a decision changes: equal to its original, sharing what most
+/// decisions leave alone (the enrollments' list, the finished ids, the order-only maps), with room
+/// in the send list for the send a decision adds (the derived clone had none).
 #[test]
 fn a_copied_state_is_equal_and_has_room_to_grow() {
     let flows = repo_flows();
@@ -50,6 +51,7 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     assert!(!changed.enrollments.is_shared_with(&state.enrollments) && changed.enrollments[..] == state.enrollments[..]);
     assert!(copy.recent_sends.capacity() > copy.recent_sends.len());
     assert_eq!(copy.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), state.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>());
+    assert!(Arc::ptr_eq(&copy.finished, &state.finished));
     // The order-only maps are shared, and an order decided on the copy leaves the original's as they were.
     assert!(Arc::ptr_eq(&copy.profile.sku_order_counts, &state.profile.sku_order_counts));
     assert!(Arc::ptr_eq(&copy.profile.total_spent, &state.profile.total_spent));
@@ -61,10 +63,12 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     assert_eq!(marked.recent_sends[0].opened_at, Some(at("2026-11-20T03:00:00Z")), "the open is marked on the copy");
     assert_eq!(state.recent_sends[0].opened_at, None, "and not on the original");
     assert!(marked.enrollments.is_shared_with(&state.enrollments), "an open that changes no enrollment leaves their list shared");
+    assert!(Arc::ptr_eq(&marked.finished, &state.finished), "and the finished ids");
     let before = (state.profile.sku_order_counts.clone(), state.profile.total_spent.clone());
     let second = event(order_placed("e2", "c1", "A2", "2026-11-21T10:15:00+09:00"));
     let after = decide(&flows, Some(copy), Input::Event(&second), at("2026-11-21T01:15:00Z")).state;
     assert_ne!(after.profile.sku_order_counts, before.0, "the second order is counted on the copy");
+    assert!(after.finished.contains_key("order_confirmation:A2") && !state.finished.contains_key("order_confirmation:A2"), "its receipt ends on the copy only");
     assert_eq!((state.profile.sku_order_counts, state.profile.total_spent), before, "and not on the original");
 }
 
