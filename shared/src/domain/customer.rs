@@ -324,6 +324,18 @@ impl From<Vec<Arc<Enrollment>>> for Enrollments {
 }
 
 impl CustomerState {
+    /// The finished ids, to change: first copied (with room for one more) if the loaded state
+    /// shares them. (`Arc::make_mut` would copy them to size, and the insert that follows
+    /// would then double the list.)
+    pub fn finished_mut(&mut self) -> &mut NameMap<DateTime<Utc>> {
+        if Arc::get_mut(&mut self.finished).is_none() {
+            // Already in key order: the copy needs no sorting.
+            self.finished = Arc::new(NameMap::from_sorted_store_unchecked(with_room(self.finished.as_slice())));
+        }
+        // Not shared now, so this copies nothing.
+        Arc::make_mut(&mut self.finished)
+    }
+
     pub fn new(id: CustomerId, now: DateTime<Utc>) -> Self {
         Self { profile: Profile::new(id, now), enrollments: Enrollments::default(), finished: Arc::default(), recent_sends: Vec::new(), last_generation: 0 }
     }

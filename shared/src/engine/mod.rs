@@ -172,7 +172,7 @@ fn prune(state: &mut CustomerState, now: DateTime<Utc>) {
     let finished_horizon = now - Duration::days(FINISHED_MEMORY_DAYS);
     // Checked first: the ids are shared with the loaded state, and copied only when one goes.
     if state.finished.iter().any(|(_, at)| *at < finished_horizon) {
-        Arc::make_mut(&mut state.finished).retain(|_, at| *at >= finished_horizon);
+        state.finished_mut().retain(|_, at| *at >= finished_horizon);
     }
     let recent_horizon = now - Duration::days(RECENT_SENDS_DAYS);
     state.recent_sends.retain(|s| s.at >= recent_horizon);
@@ -640,7 +640,7 @@ impl<'f> Run<'f> {
 
     fn end(&mut self, state: &mut CustomerState, enrollment: &Enrollment) {
         self.unschedule(state, enrollment);
-        Arc::make_mut(&mut state.finished).insert(enrollment.id.clone(), self.now);
+        state.finished_mut().insert(enrollment.id.clone(), self.now);
     }
 
     #[allow(clippy::too_many_arguments)]
