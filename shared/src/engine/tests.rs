@@ -72,6 +72,25 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     assert_eq!((state.profile.sku_order_counts, state.profile.total_spent), before, "and not on the original");
 }
 
+/// Sends older than the recent-sends window are forgotten at the next decision; the newer
+/// ones stay, in order.
+#[test]
+fn sends_older_than_the_window_are_forgotten() {
+    let flows = repo_flows();
+    let first = event(order_placed("e1", "c1", "A1", "2026-10-01T10:00:00+09:00"));
+    let state = decide(&flows, None, Input::Event(&first), at("2026-10-01T01:00:00Z")).state;
+    let second = event(order_placed("e2", "c1", "A2", "2026-10-20T10:00:00+09:00"));
+    let state = decide(&flows, Some(state), Input::Event(&second), at("2026-10-20T01:00:00Z")).state;
+    let sent_at: Vec<_> = state.recent_sends.iter().map(|s| s.at).collect();
+    assert_eq!(sent_at, [at("2026-10-01T01:00:00Z"), at("2026-10-20T01:00:00Z")], "one receipt each");
+    let opened = event(json!({"id": "o1", "type": "email_opened", "occurred_at": "2026-11-05T10:00:00+09:00", "customer": {"id": "c1"},
+                              "email": {"flow": "order_confirmation"}}));
+    let later = decide(&flows, Some(state), Input::Event(&opened), at("2026-11-05T01:00:00Z"));
+    assert!(later.changed);
+    let kept: Vec<_> = later.state.recent_sends.iter().map(|s| s.at).collect();
+    assert_eq!(kept, [at("2026-10-20T01:00:00Z")], "the first receipt is past the 30 days");
+}
+
 #[test]
 fn an_order_sends_its_confirmation_at_once() {
     let flows = repo_flows();
