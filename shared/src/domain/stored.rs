@@ -306,7 +306,7 @@ impl<'de> Deserialize<'de> for CustomerState {
                 }))
             })
             .collect::<Result<Vec<_>, D::Error>>()?;
-        Ok(CustomerState { profile, enrollments: enrollments.into(), finished: Arc::new(finished), recent_sends, last_generation })
+        Ok(CustomerState { profile: Box::new(profile), enrollments: enrollments.into(), finished: Arc::new(finished), recent_sends, last_generation })
     }
 }
 

@@ -731,7 +731,7 @@ impl<'f> Run<'f> {
                     template: Name::from(template_name),
                     category: flow.category,
                     to,
-                    profile: state.profile.clone(),
+                    profile: Profile::clone(&state.profile),
                     enrollment: enrollment.clone(),
                     recommendations,
                 })));

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Locale, Name};
+use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Locale, Name, Profile};
 use crate::engine::SendIntent;
 use crate::flow::{Category, FlowSet, StepKind};
 
@@ -70,7 +70,7 @@ pub fn sample_send(flows: &FlowSet, template: &str, locale: &str, now: DateTime<
         template: Name::new(template),
         category: flow.category,
         to: state.profile.email.clone()?,
-        profile: state.profile.clone(),
+        profile: Profile::clone(&state.profile),
         enrollment,
         recommendations,
     })
