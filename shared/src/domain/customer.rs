@@ -296,11 +296,7 @@ impl Enrollments {
 
     /// The list, to change: first copied (with room for one more) if another state shares it.
     pub fn to_mut(&mut self) -> &mut Vec<Arc<Enrollment>> {
-        if Arc::get_mut(&mut self.0).is_none() {
-            self.0 = Arc::new(with_room(&self.0));
-        }
-        // Not shared now, so this copies nothing.
-        Arc::make_mut(&mut self.0)
+        unshared(&mut self.0, |list| with_room(list))
     }
 }
 
@@ -330,12 +326,8 @@ impl CustomerState {
     /// shares them. (`Arc::make_mut` would copy them to size, and the insert that follows
     /// would then double the list.)
     pub fn finished_mut(&mut self) -> &mut NameMap<DateTime<Utc>> {
-        if Arc::get_mut(&mut self.finished).is_none() {
-            // Already in key order: the copy needs no sorting.
-            self.finished = Arc::new(NameMap::from_sorted_store_unchecked(with_room(self.finished.as_slice())));
-        }
-        // Not shared now, so this copies nothing.
-        Arc::make_mut(&mut self.finished)
+        // Already in key order: the copy needs no sorting.
+        unshared(&mut self.finished, |ids| NameMap::from_sorted_store_unchecked(with_room(ids.as_slice())))
     }
 
     pub fn new(id: CustomerId, now: DateTime<Utc>) -> Self {
@@ -356,6 +348,16 @@ impl Clone for CustomerState {
             last_generation: self.last_generation,
         }
     }
+}
+
+/// `shared`'s value to change, first replaced by `copy` of it if another holder shares it
+/// (`Arc::make_mut` would copy it with `Clone`, sized to its length).
+fn unshared<T: Clone>(shared: &mut Arc<T>, copy: impl FnOnce(&T) -> T) -> &mut T {
+    if Arc::get_mut(shared).is_none() {
+        *shared = Arc::new(copy(shared));
+    }
+    // Not shared now, so this copies nothing.
+    Arc::make_mut(shared)
 }
 
 /// A copy of a list with room for one more item.

@@ -224,9 +224,10 @@ fn is_date(text: &str, date: chrono::NaiveDate) -> bool {
 /// flow's start, `customer.first_order_date`). Other years go to chrono.
 pub(crate) fn date_text(date: chrono::NaiveDate) -> Name {
     use chrono::Datelike;
-    let Ok(year) = u32::try_from(date.year()).map_err(drop).and_then(|y| if y <= 9999 { Ok(y) } else { Err(()) }) else {
+    if !(0..=9999).contains(&date.year()) {
         return Name::from(date.to_string());
-    };
+    }
+    let year = date.year().unsigned_abs();
     let digit = |n: u32| b'0' + (n % 10) as u8;
     let (month, day) = (date.month(), date.day());
     let text = [digit(year / 1000), digit(year / 100), digit(year / 10), digit(year), b'-', digit(month / 10), digit(month), b'-', digit(day / 10), digit(day)];

@@ -158,16 +158,22 @@ async fn http_api_status_codes() {
     assert_eq!(missing.status, 404);
 }
 
-/// Marketing is at most once: a send that fails after its step was claimed is not retried,
-/// and the customer's timeline says it failed and why.
-#[tokio::test]
-async fn a_marketing_send_failing_after_its_claim_is_recorded_and_not_retried() {
+/// A consenting customer's order is in, and its thank-you (the first marketing step) is due now.
+async fn thank_you_due() -> (crate::testing::MemoryApp, crate::ports::ScheduledStep) {
     let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
     let mut order = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
     order["customer"]["marketing_consent"] = json!(true);
     m.app.ingest_json(&[order]).await.unwrap();
     m.clock.set(at("2026-11-20T02:15:00Z"));
     let due = m.scheduler.take_next_due(at("2026-11-20T02:15:00Z")).expect("thank-you scheduled");
+    (m, due)
+}
+
+/// Marketing is at most once: a send that fails after its step was claimed is not retried,
+/// and the customer's timeline says it failed and why.
+#[tokio::test]
+async fn a_marketing_send_failing_after_its_claim_is_recorded_and_not_retried() {
+    let (m, due) = thank_you_due().await;
     *m.mailer.fail_with.lock().unwrap() = Some("SES throttled".into());
     let mut reports = Vec::new();
     assert_eq!(m.app.run_step(&due.due, &mut reports).await.unwrap(), super::Processed::Applied);
@@ -183,12 +189,7 @@ async fn a_marketing_send_failing_after_its_claim_is_recorded_and_not_retried() 
 
 #[tokio::test]
 async fn marketing_carries_one_click_unsubscribe_and_receipts_do_not() {
-    let m = memory_app(repo_flows(), at("2026-11-20T01:15:00Z"));
-    let mut order = order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00");
-    order["customer"]["marketing_consent"] = json!(true);
-    m.app.ingest_json(&[order]).await.unwrap();
-    m.clock.set(at("2026-11-20T02:15:00Z"));
-    let due = m.scheduler.take_next_due(at("2026-11-20T02:15:00Z")).expect("thank-you scheduled");
+    let (m, due) = thank_you_due().await;
     m.app.run_step(&due.due, &mut Vec::new()).await.unwrap();
     let sent = m.mailer.sent();
     let header = |i: usize, name: &str| sent[i].1.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
