@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 /// The simulator and the cost model allocate and free a customer state's worth of small
 /// values per event; mimalloc does that in about half of glibc's time (BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: aftercare_heap::MiMalloc = aftercare_heap::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "aftercare", version, about = "Lifecycle email from storefront events — locally, with no AWS")]
@@ -53,10 +53,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Dev(args) => dev::run(args),
-        Command::Simulate(args) => simulate::run(args),
+        Command::Simulate(args) => {
+            aftercare_heap::keep_freed_memory();
+            simulate::run(args)
+        }
         Command::Preview(args) => preview::run(args),
         Command::Generate(args) => generate::run(args),
-        Command::Cost(args) => cost::run(args),
+        Command::Cost(args) => {
+            aftercare_heap::keep_freed_memory();
+            cost::run(args)
+        }
         Command::Report(args) => report::run(args),
         Command::Validate { flows } => validate::run(&flows),
     }
