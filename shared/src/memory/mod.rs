@@ -1,9 +1,9 @@
 //! In-memory adapters: the twins of the real ones, for tests and the simulator.
 
-use std::cmp::Reverse;
-use dary_heap::QuaternaryHeap;
+mod schedules;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -14,6 +14,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
 use crate::engine::DueStep;
 use crate::stats::{Metric, StatCount, StatScope};
+use schedules::Schedules;
 use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, OutgoingEmail, PortError, Publisher, ScheduledStep, Scheduler, Store, Versioned};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,56 +133,6 @@ pub struct MemoryScheduler {
     fired: AtomicU64,
 }
 
-#[derive(Default)]
-struct Schedules {
-    /// By name (hashed: names are 64-character digests).
-    pending: HashMap<Arc<str>, (DateTime<Utc>, DueStep)>,
-    /// Soonest first, in (due time, name) order. A deleted schedule's entry stays until it
-    /// comes up and is skipped (found no longer pending at that time): cheaper than removing it.
-    queue: QuaternaryHeap<Reverse<Queued>>,
-    /// The queue's first entry is known pending: `soonest` looks it up once, not at every
-    /// call (the simulator asks before each event and each step). Adding a schedule keeps it
-    /// true, as the first entry is then either the one checked or the one just added;
-    /// taking or deleting one clears it.
-    first_checked: bool,
-}
-
-/// A queue entry, ordered by time, then by name: the name's first 8 bytes as one number
-/// order it as the bytes would, so only names sharing those compare as text. 40 bytes, the
-/// name shared with the pending set's key (a 16-byte prefix and its own copy of the name made
-/// 64): taking the first entry compares four children a level, so size is cache lines read.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Queued {
-    at: DateTime<Utc>,
-    prefix: u64,
-    name: Arc<str>,
-}
-
-impl Queued {
-    fn new(at: DateTime<Utc>, name: Arc<str>) -> Self {
-        let mut first = [0u8; 8];
-        let len = name.len().min(8);
-        first[..len].copy_from_slice(&name.as_bytes()[..len]);
-        Self { at, prefix: u64::from_be_bytes(first), name }
-    }
-}
-
-impl Schedules {
-    /// The soonest pending entry, skipping (and dropping) deleted ones.
-    fn soonest(&mut self) -> Option<&Queued> {
-        if !self.first_checked {
-            while let Some(Reverse(next)) = self.queue.peek() {
-                if self.pending.get(&next.name).is_some_and(|(at, _)| *at == next.at) {
-                    break;
-                }
-                self.queue.pop();
-            }
-            self.first_checked = true;
-        }
-        self.queue.peek().map(|Reverse(next)| next)
-    }
-}
-
 impl MemoryScheduler {
     pub fn new() -> Self {
         Self::default()
@@ -192,7 +143,7 @@ impl MemoryScheduler {
     }
     pub fn pending(&self) -> Vec<ScheduledStep> {
         let schedules = lock(&self.schedules);
-        let mut all: Vec<_> = schedules.pending.iter().map(|(name, (at, due))| ScheduledStep { name: name.to_string(), at: *at, due: due.clone() }).collect();
+        let mut all: Vec<_> = schedules.iter().map(|p| ScheduledStep { name: p.name.to_string(), at: p.at, due: p.due.clone() }).collect();
         all.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(&b.name)));
         all
     }
@@ -204,11 +155,9 @@ impl MemoryScheduler {
     pub fn take_next_due(&self, until: DateTime<Utc>) -> Option<ScheduledStep> {
         let mut schedules = lock(&self.schedules);
         schedules.soonest().filter(|next| next.at <= until)?;
-        let Reverse(next) = schedules.queue.pop()?;
-        schedules.first_checked = false;
-        let (at, due) = schedules.pending.remove(&*next.name)?;
+        let next = schedules.take_soonest()?;
         self.fired.fetch_add(1, Ordering::Relaxed);
-        Some(ScheduledStep { name: next.name.to_string(), at, due })
+        Some(ScheduledStep { name: next.name.to_string(), at: next.at, due: next.due })
     }
 }
 
@@ -216,20 +165,12 @@ impl MemoryScheduler {
 impl Scheduler for MemoryScheduler {
     async fn create(&self, step: &ScheduledStep) -> Result<(), PortError> {
         self.created.fetch_add(1, Ordering::Relaxed);
-        let mut schedules = lock(&self.schedules);
-        // One lookup: the name is almost always new (an existing one is a retried create).
-        let name: Arc<str> = Arc::from(step.name.as_str());
-        if let std::collections::hash_map::Entry::Vacant(slot) = schedules.pending.entry(name.clone()) {
-            slot.insert((step.at, step.due.clone()));
-            schedules.queue.push(Reverse(Queued::new(step.at, name)));
-        }
+        lock(&self.schedules).add(&step.name, step.at, &step.due);
         Ok(())
     }
     async fn delete(&self, name: &str) -> Result<(), PortError> {
         self.deleted.fetch_add(1, Ordering::Relaxed);
-        let mut schedules = lock(&self.schedules);
-        schedules.pending.remove(name);
-        schedules.first_checked = false;
+        lock(&self.schedules).remove(name);
         Ok(())
     }
 }
@@ -357,7 +298,9 @@ mod tests {
         /// Against a model (a sorted set of (time, name)): the same steps fire in the same order,
         /// whatever the creates and deletes, and names sharing long prefixes order as text.
         #[test]
-        fn the_queue_fires_what_a_sorted_set_would(ops in proptest::collection::vec((0u8..3, 0usize..6, 0i64..4), 0..60)) {
+        /// Times a millisecond, a second, hours and years apart exercise every bucket, and
+        /// creates after `until` has passed them the entries made after their time.
+        fn the_queue_fires_what_a_sorted_set_would(ops in proptest::collection::vec((0u8..3, 0usize..6, 0i64..4, 0usize..5), 0..60)) {
             let names = ["a", "ab", "abcdefghijklmnopq", "abcdefghijklmnopr", "abcdefghijklmnop", "b"];
             let scheduler = MemoryScheduler::new();
             let mut model: std::collections::BTreeMap<String, DateTime<Utc>> = Default::default();
@@ -365,9 +308,10 @@ mod tests {
             let start = at("2026-11-20T00:00:00Z");
             let mut fired = Vec::new();
             let mut expected = Vec::new();
-            for (op, name, hours) in ops {
+            let offsets = [chrono::Duration::zero(), chrono::Duration::milliseconds(1), chrono::Duration::seconds(1), chrono::Duration::days(13), chrono::Duration::days(3 * 365)];
+            for (op, name, hours, offset) in ops {
                 let name = names[name];
-                let when = start + chrono::Duration::hours(hours);
+                let when = start + chrono::Duration::hours(hours) + offsets[offset];
                 match op {
                     0 => {
                         runtime.block_on(scheduler.create(&ScheduledStep { at: when, ..step(name, "2026-11-20T00:00:00Z") })).unwrap();
@@ -378,7 +322,7 @@ mod tests {
                         model.remove(name);
                     }
                     _ => {
-                        let until = start + chrono::Duration::hours(hours);
+                        let until = when;
                         fired.extend(std::iter::from_fn(|| scheduler.take_next_due(until).map(|s| (s.at, s.name))));
                         let mut due: Vec<_> = model.iter().filter(|(_, at)| **at <= until).map(|(n, at)| (*at, n.clone())).collect();
                         due.sort();
