@@ -12,7 +12,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::domain::{CustomerId, CustomerState, EventId, TimelineEntry};
-use crate::engine::DueStep;
 use crate::stats::{Metric, StatCount, StatScope};
 use schedules::Schedules;
 use crate::ports::{Clock, Commit, CommitOutcome, EmailSent, Mailer, OutgoingEmail, PortError, Publisher, ScheduledStep, Scheduler, Store, Versioned};
@@ -265,6 +264,7 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::DueStep;
     use crate::testing::{at, order_placed, repo_flows};
 
     fn step(name: &str, at_: &str) -> ScheduledStep {
