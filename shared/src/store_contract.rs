@@ -38,7 +38,7 @@ async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
     assert_eq!(store.load_for_event(&id, &first.id).await.unwrap(), (None, false), "an unknown customer has seen nothing");
 
     let mut state = CustomerState::new(id.clone(), now);
-    state.profile.apply(&first);
+    state.apply(&first);
     fn with_event<'a>(id: &CustomerId, now: DateTime<Utc>, expected: Option<u64>, state: &CustomerState, event: &'a Event, line: &str) -> Commit<'a> {
         Commit {
             customer_id: id.clone(),
@@ -62,7 +62,7 @@ async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
     assert_eq!(store.commit(with_event(&id, now, None, &state, &event("evt-x", id.as_str()), "again")).await.unwrap(), CommitOutcome::VersionConflict);
     // The same event id again changes nothing.
     let mut changed = state.clone();
-    changed.profile.orders_count = 99;
+    changed.profile_mut().orders_count = 99;
     assert_eq!(store.commit(with_event(&id, now, Some(1), &changed, &first, "dup")).await.unwrap(), CommitOutcome::DuplicateEvent);
     assert_eq!(store.load(&id).await.unwrap().unwrap().value.profile.orders_count, state.profile.orders_count);
 
@@ -115,7 +115,7 @@ async fn erase_forgets_the_customer_and_keeps_the_counts(store: &dyn Store, pref
     for id in [&gone, &kept] {
         let first = event("evt-1", id.as_str());
         let mut state = CustomerState::new(id.clone(), now);
-        state.profile.apply(&first);
+        state.apply(&first);
         let commit = Commit {
             customer_id: id.clone(),
             expected_version: None,

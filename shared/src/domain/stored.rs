@@ -306,7 +306,7 @@ impl<'de> Deserialize<'de> for CustomerState {
                 }))
             })
             .collect::<Result<Vec<_>, D::Error>>()?;
-        Ok(CustomerState { profile: Box::new(profile), enrollments: enrollments.into(), finished: Arc::new(finished), recent_sends, last_generation })
+        Ok(CustomerState { profile: Arc::new(profile), enrollments: enrollments.into(), finished: Arc::new(finished), recent_sends, last_generation })
     }
 }
 
@@ -423,11 +423,11 @@ mod tests {
         let typical = state_after_an_order().await;
         let mut repetitive = typical.clone();
         // Deflates to far under a quarter of its JSON: decompression outgrows its first guess.
-        repetitive.profile.first_name = Some("ア".repeat(50_000).into());
+        repetitive.profile_mut().first_name = Some("ア".repeat(50_000).into());
         let mut incompressible = typical.clone();
         // Hardly deflates: compression outgrows its first guess of a third.
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        incompressible.profile.last_name = Some((0..40_000).map(|_| {
+        incompressible.profile_mut().last_name = Some((0..40_000).map(|_| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;

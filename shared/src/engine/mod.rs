@@ -83,7 +83,8 @@ pub struct SendIntent {
     pub template: Name,
     pub category: Category,
     pub to: EmailAddress,
-    pub profile: Profile,
+    /// The customer's profile as it was when sending: shared with the state.
+    pub profile: Arc<Profile>,
     /// The enrollment as it was when sending: trigger event, item, variant.
     pub enrollment: Enrollment,
     /// Catalog SKUs to show, in order.
@@ -180,7 +181,10 @@ fn prune(state: &mut CustomerState, now: DateTime<Utc>) {
     // not seen for a while, to drop none most of the time.
     let expired = state.recent_sends.partition_point(|s| s.at < recent_horizon);
     state.recent_sends.drain(..expired);
-    state.profile.opens.retain(|at| *at >= recent_horizon);
+    // Checked first, as above: the profile is shared with the loaded state.
+    if state.profile.opens.iter().any(|at| *at < recent_horizon) {
+        state.profile_mut().opens.retain(|at| *at >= recent_horizon);
+    }
 }
 
 struct Run<'f> {
@@ -253,7 +257,7 @@ impl<'f> Run<'f> {
 
     fn on_event(&mut self, state: &mut CustomerState, event: &Event) {
         let before = measure::Before::of(&state.profile);
-        state.profile.apply(event);
+        state.apply(event);
         let mut line = TimelineEntry::for_event(event, self.now);
         line.reason = self.measure_event(state, event, &before).map(Name::from);
         self.timeline.push(line);
@@ -724,7 +728,7 @@ impl<'f> Run<'f> {
                 if let Some(record) = state.recent_sends.last() {
                     self.count_email(record, Metric::Sent, 1);
                 }
-                state.profile.last_sent.insert(Name::new(&flow.id), self.now);
+                state.profile_mut().last_sent.insert(Name::new(&flow.id), self.now);
                 self.effects.push(Effect::Send(Box::new(SendIntent {
                     enrollment_id: enrollment.id.clone(),
                     flow: Name::new(&flow.id),
@@ -732,7 +736,7 @@ impl<'f> Run<'f> {
                     template: Name::from(template_name),
                     category: flow.category,
                     to,
-                    profile: Profile::clone(&state.profile),
+                    profile: state.profile.clone(),
                     enrollment: enrollment.clone(),
                     recommendations,
                 })));

@@ -236,11 +236,11 @@ mod tests {
     fn an_expression_sees_the_same_values_when_only_what_it_reads_is_built() {
         let flows = repo_flows();
         let mut state = CustomerState::new(CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
-        state.profile.first_order_id = Some("A1".into());
-        state.profile.orders_count = 2;
-        std::sync::Arc::make_mut(&mut state.profile.total_spent).insert("JPY".into(), rust_decimal::Decimal::new(8600, 0));
-        state.profile.last_sent.insert("win_back".into(), at("2026-11-01T00:00:00Z"));
-        state.profile.last_sent.insert("welcome".into(), at("2026-10-01T00:00:00Z"));
+        state.profile_mut().first_order_id = Some("A1".into());
+        state.profile_mut().orders_count = 2;
+        std::sync::Arc::make_mut(&mut state.profile_mut().total_spent).insert("JPY".into(), rust_decimal::Decimal::new(8600, 0));
+        state.profile_mut().last_sent.insert("win_back".into(), at("2026-11-01T00:00:00Z"));
+        state.profile_mut().last_sent.insert("welcome".into(), at("2026-10-01T00:00:00Z"));
         let event = Event::parse(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
         let item = serde_json::json!({"sku": "BEAN-1", "quantity": 1});
         let scope = Scope { profile: &state.profile, event: &event, item: Some(&item), enrollment: None, store: &flows.store, now: at("2026-11-21T00:00:00Z") };
@@ -308,11 +308,11 @@ mod tests {
         }
         let flows = repo_flows();
         let mut state = CustomerState::new(CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
-        state.profile.first_order_id = Some("A1".into());
-        state.profile.orders_count = 2;
-        state.profile.last_order_at = Some(at("2026-10-01T00:00:00Z"));
-        state.profile.opens = vec![at("2026-11-19T00:00:00Z"), at("2026-11-20T00:00:00Z"), at("2026-09-01T00:00:00Z")];
-        state.profile.last_sent.insert("win_back".into(), at("2026-11-01T00:00:00Z"));
+        state.profile_mut().first_order_id = Some("A1".into());
+        state.profile_mut().orders_count = 2;
+        state.profile_mut().last_order_at = Some(at("2026-10-01T00:00:00Z"));
+        state.profile_mut().opens = vec![at("2026-11-19T00:00:00Z"), at("2026-11-20T00:00:00Z"), at("2026-09-01T00:00:00Z")];
+        state.profile_mut().last_sent.insert("win_back".into(), at("2026-11-01T00:00:00Z"));
         let event = Event::parse(&order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00")).unwrap();
         let scope = Scope { profile: &state.profile, event: &event, item: None, enrollment: None, store: &flows.store, now: at("2026-11-21T00:00:00Z") };
         let mut env = minijinja::Environment::new();

@@ -69,7 +69,12 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     let after = decide(&flows, Some(copy), Input::Event(&second), at("2026-11-21T01:15:00Z")).state;
     assert_ne!(after.profile.sku_order_counts, before.0, "the second order is counted on the copy");
     assert!(after.finished.contains_key("order_confirmation:A2") && !state.finished.contains_key("order_confirmation:A2"), "its receipt ends on the copy only");
-    assert_eq!((state.profile.sku_order_counts, state.profile.total_spent), before, "and not on the original");
+    assert_eq!((state.profile.sku_order_counts.clone(), state.profile.total_spent.clone()), before, "and not on the original");
+    // A delivery whose customer fields the profile already has leaves the profile shared.
+    let mut delivered = order_placed("d1", "c1", "A1", "2026-11-22T13:00:00+09:00");
+    delivered["type"] = json!("order_delivered");
+    let decided = decide(&flows, Some(state.clone()), Input::Event(&event(delivered)), at("2026-11-22T04:00:00Z")).state;
+    assert!(Arc::ptr_eq(&decided.profile, &state.profile), "a delivery that changes nothing of the profile leaves it shared");
 }
 
 /// Sends older than the recent-sends window are forgotten at the next decision; the newer

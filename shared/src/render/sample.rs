@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Locale, Name, Profile};
+use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Locale, Name};
 use crate::engine::SendIntent;
 use crate::flow::{Category, FlowSet, StepKind};
 
@@ -16,7 +16,7 @@ pub fn sample_send(flows: &FlowSet, template: &str, locale: &str, now: DateTime<
         })
     })?;
     let mut state = CustomerState::new(CustomerId::parse("sample-customer").ok()?, now);
-    let profile = &mut state.profile;
+    let profile = state.profile_mut();
     profile.email = EmailAddress::parse("hanako@example.jp").ok();
     profile.first_name = Some(if locale == "ja" { "花子" } else { "Hanako" }.into());
     profile.last_name = Some(if locale == "ja" { "山田" } else { "Yamada" }.into());
@@ -70,7 +70,7 @@ pub fn sample_send(flows: &FlowSet, template: &str, locale: &str, now: DateTime<
         template: Name::new(template),
         category: flow.category,
         to: state.profile.email.clone()?,
-        profile: Profile::clone(&state.profile),
+        profile: state.profile.clone(),
         enrollment,
         recommendations,
     })

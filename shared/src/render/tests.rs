@@ -10,8 +10,8 @@ fn render(value: serde_json::Value, locale: Option<&str>) -> super::RenderedEmai
     let flows = repo_flows();
     let renderer = Renderer::new(&flows).unwrap();
     let mut state = CustomerState::new(crate::domain::CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
-    state.profile.email = Some(crate::domain::EmailAddress::parse("c1@example.jp").unwrap());
-    state.profile.locale = locale.map(|l| Locale::parse(l).unwrap());
+    state.profile_mut().email = Some(crate::domain::EmailAddress::parse("c1@example.jp").unwrap());
+    state.profile_mut().locale = locale.map(|l| Locale::parse(l).unwrap());
     let event = Event::parse(&value).unwrap();
     let decision = decide(&flows, Some(state), Input::Event(&event), at("2026-11-20T01:00:00Z"));
     let send = decision.sends().next().expect("one send").clone();
@@ -227,7 +227,7 @@ fn event_parts_alone_equal_the_parts_of_the_whole_event() {
     for value in [order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00"), shipped] {
         let event = Event::parse(&value).unwrap();
         let mut state = CustomerState::new(crate::domain::CustomerId::parse("c1").unwrap(), at("2026-11-20T00:00:00Z"));
-        state.profile.email = Some(crate::domain::EmailAddress::parse("c1@example.jp").unwrap());
+        state.profile_mut().email = Some(crate::domain::EmailAddress::parse("c1@example.jp").unwrap());
         let decision = decide(&flows, Some(state), Input::Event(&event), at("2026-11-22T01:00:00Z"));
         let send = decision.sends().next().expect("one send");
         let alone = renderer.context(send, "ja", super::Links::default(), "", &crate::flow::Reads::everything(), |name| parts.contains(&name));
@@ -291,7 +291,7 @@ fn varied_send(flows: &crate::flow::FlowSet, template: &str, number: bool, item_
         std::sync::Arc::make_mut(item).as_object_mut().unwrap().remove("name");
     }
     if !first_name {
-        send.profile.first_name = None;
+        std::sync::Arc::make_mut(&mut send.profile).first_name = None;
     }
     send
 }
