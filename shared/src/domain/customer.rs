@@ -280,7 +280,8 @@ pub struct CustomerState {
     /// and copies only those (`Arc::make_mut`), so loading a state does not copy every one.
     /// The list itself is shared too, until a decision changes it (`Enrollments::to_mut`).
     pub enrollments: Enrollments,
-    /// Enrollment ids that ended, so a per-order flow never runs twice for one order. Shared
+    /// Enrollment ids that ended, so a per-order flow never runs twice for one order (flows
+    /// keyed by the customer are not kept: nothing asks for them). Shared
     /// with the loaded copy until one ends (`Arc::make_mut`): copying the ids (most are too long
     /// to be inline) wrote to each, and most events end nothing.
     pub finished: Arc<NameMap<DateTime<Utc>>>,

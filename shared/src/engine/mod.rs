@@ -649,7 +649,13 @@ impl<'f> Run<'f> {
 
     fn end(&mut self, state: &mut CustomerState, enrollment: &Enrollment) {
         self.unschedule(state, enrollment);
-        state.finished_mut().insert(enrollment.id.clone(), self.now);
+        // Only `start` reads the finished ids, and only for flows keyed by something other
+        // than the customer: a customer-keyed flow's end (a win-back restarted by each order,
+        // a welcome, a cart) is not remembered, which spares the copy of the list it made.
+        let asked_again = self.flows.flow(&enrollment.flow).is_none_or(|flow| flow.key != EnrollmentKey::Customer);
+        if asked_again {
+            state.finished_mut().insert(enrollment.id.clone(), self.now);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

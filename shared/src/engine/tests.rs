@@ -508,3 +508,18 @@ mod dates {
         assert!(is_date("+10000-01-01", NaiveDate::from_ymd_opt(10000, 1, 1).unwrap_or_default()), "past 9999, through chrono");
     }
 }
+
+/// A second order ends the first's win-back (keyed by the customer) and starts another; only
+/// ends of flows keyed by something else are remembered, since only those are asked about.
+#[test]
+fn only_ends_of_flows_not_keyed_by_the_customer_are_remembered() {
+    let flows = repo_flows();
+    let first = event(order_placed("e1", "c1", "A1", "2026-11-20T10:15:00+09:00"));
+    let state = decide(&flows, None, Input::Event(&first), at("2026-11-20T01:15:00Z")).state;
+    let second = event(order_placed("e2", "c1", "A2", "2026-11-21T10:15:00+09:00"));
+    let decision = decide(&flows, Some(state), Input::Event(&second), at("2026-11-21T01:15:00Z"));
+    assert!(decision.timeline.iter().any(|e| e.kind == TimelineKind::Exited && e.flow.as_deref() == Some("win_back")), "{:?}", decision.timeline);
+    assert!(decision.state.enrollments.iter().any(|e| e.id == "win_back:customer"), "a new win-back waits");
+    assert!(!decision.state.finished.contains_key("win_back:customer"), "{:?}", decision.state.finished);
+    assert!(decision.state.finished.contains_key("order_confirmation:A2"));
+}
