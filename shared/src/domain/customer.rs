@@ -20,6 +20,94 @@ pub type Name = smol_str::SmolStr;
 /// is copied on every load; BENCHMARKS.md). Stored as a JSON object, like a `BTreeMap`.
 pub type NameMap<V> = litemap::LiteMap<Name, V>;
 
+/// Ended enrollments by id, with when each ended.
+pub type FinishedIds = litemap::LiteMap<FinishedId, DateTime<Utc>>;
+
+/// An ended enrollment's id, `<flow>:<key>`, held as its two parts. Each part is short enough
+/// to be inline where the whole id often is not (`shipping_confirmation:<order id>`), so a copy
+/// of the list copies bytes, where it counted one more user of each id's shared text: a write
+/// to memory not seen for a while, per id, each time an enrollment ended (BENCHMARKS.md, item 90).
+/// Ordered, written and read as the whole id, so a stored state is the same JSON as before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedId {
+    flow: Name,
+    /// None only for an id without a `:`, which no enrollment has; kept as read.
+    key: Option<Name>,
+}
+
+impl FinishedId {
+    /// `flow` is a flow id, which has no `:`.
+    pub fn new(flow: &str, key: &str) -> Self {
+        Self { flow: Name::new(flow), key: Some(Name::new(key)) }
+    }
+
+    /// The parts of `<flow>:<key>` (flow ids have no `:`; a key may).
+    pub fn parse(id: &str) -> Self {
+        match id.split_once(':') {
+            Some((flow, key)) => Self::new(flow, key),
+            None => Self { flow: Name::new(id), key: None },
+        }
+    }
+}
+
+/// As the whole ids order. A flow id has no `:` (`[a-z][a-z0-9_]*`), so ids first differ
+/// within their flows, or where the shorter flow ends: there the one has its `:` (or its end,
+/// without a key) and the other a letter, digit or `_`.
+impl Ord for FinishedId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let (a, b) = (self.flow.as_bytes(), other.flow.as_bytes());
+        if a == b {
+            return self.key.cmp(&other.key);
+        }
+        let common = a.len().min(b.len());
+        match a[..common].cmp(&b[..common]) {
+            Ordering::Equal => {}
+            unequal => return unequal,
+        }
+        let next = |id: &FinishedId, flow: &[u8]| flow.get(common).copied().or(id.key.as_ref().map(|_| b':'));
+        next(self, a).cmp(&next(other, b))
+    }
+}
+
+impl PartialOrd for FinishedId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for FinishedId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.flow)?;
+        match &self.key {
+            Some(key) => write!(f, ":{key}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Serialize for FinishedId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FinishedId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Id;
+        impl serde::de::Visitor<'_> for Id {
+            type Value = FinishedId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an enrollment id")
+            }
+            fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<FinishedId, E> {
+                Ok(FinishedId::parse(id))
+            }
+        }
+        deserializer.deserialize_str(Id)
+    }
+}
+
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub id: CustomerId,
@@ -281,10 +369,9 @@ pub struct CustomerState {
     /// The list itself is shared too, until a decision changes it (`Enrollments::to_mut`).
     pub enrollments: Enrollments,
     /// Enrollment ids that ended, so a per-order flow never runs twice for one order (flows
-    /// keyed by the customer are not kept: nothing asks for them). Shared
-    /// with the loaded copy until one ends (`Arc::make_mut`): copying the ids (most are too long
-    /// to be inline) wrote to each, and most events end nothing.
-    pub finished: Arc<NameMap<DateTime<Utc>>>,
+    /// keyed by the customer are not kept: nothing asks for them). Shared with the loaded copy
+    /// until one ends (`finished_mut`), as most events end nothing.
+    pub finished: Arc<FinishedIds>,
     /// Sends of the last days, newest last, for smart sending and frequency rules. Shared
     /// with the loaded copy as the enrollments are: feedback changes one (`Arc::make_mut`).
     pub recent_sends: Vec<std::sync::Arc<SendRecord>>,
@@ -341,14 +428,19 @@ impl CustomerState {
     /// The finished ids, to change: first copied (with room for one more) if the loaded state
     /// shares them. (`Arc::make_mut` would copy them to size, and the insert that follows
     /// would then double the list.)
-    pub fn finished_mut(&mut self) -> &mut NameMap<DateTime<Utc>> {
+    pub fn finished_mut(&mut self) -> &mut FinishedIds {
         // Already in key order: the copy needs no sorting.
-        unshared(&mut self.finished, |ids| NameMap::from_sorted_store_unchecked(with_room(ids.as_slice())))
+        unshared(&mut self.finished, |ids| FinishedIds::from_sorted_store_unchecked(with_room(ids.as_slice())))
     }
 
     /// The profile, to change: first copied if the loaded state shares it.
     pub fn profile_mut(&mut self) -> &mut Profile {
         Arc::make_mut(&mut self.profile)
+    }
+
+    /// Whether the enrollment of this id (`<flow>:<key>`) ended and is remembered.
+    pub fn has_finished(&self, id: &str) -> bool {
+        self.finished.contains_key(&FinishedId::parse(id))
     }
 
     /// Folds one event into the profile, copying it only if the event changes something.
@@ -440,6 +532,23 @@ impl TimelineEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Finished ids kept as two parts order, write and read as the whole ids did (a
+        /// `NameMap` of them): the stored JSON is the same, and reads back the same.
+        #[test]
+        fn finished_ids_are_stored_as_whole_ids_were(ids in proptest::collection::vec("[a2:-]{0,6}", 0..8)) {
+            let at: DateTime<Utc> = "2026-11-20T00:00:00Z".parse().unwrap();
+            let whole: NameMap<DateTime<Utc>> = ids.iter().map(|id| (Name::new(id), at)).collect();
+            let parts: FinishedIds = ids.iter().map(|id| (FinishedId::parse(id), at)).collect();
+            let json = serde_json::to_string(&parts).unwrap();
+            proptest::prop_assert_eq!(&json, &serde_json::to_string(&whole).unwrap());
+            proptest::prop_assert_eq!(serde_json::from_str::<FinishedIds>(&json).unwrap(), parts);
+            for id in &ids {
+                proptest::prop_assert_eq!(FinishedId::parse(id).to_string(), id.clone());
+            }
+        }
+    }
 
     proptest::proptest! {
         /// `changed_by` may say yes too often, never too seldom: when it says no, `apply`

@@ -8,7 +8,7 @@ mod reader;
 mod stored;
 mod values;
 
-pub use customer::{CustomerState, Enrollment, Enrollments, Name, Profile, SendRecord, TimelineEntry, TimelineKind};
+pub use customer::{CustomerState, Enrollment, Enrollments, FinishedId, FinishedIds, Name, Profile, SendRecord, TimelineEntry, TimelineKind};
 pub use json::JsonDoc;
 pub(crate) use json::Json;
 pub use stored::{Deflated, STATE_DICTIONARY_1};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::customer::{CustomerState, Enrollment, Name, NameMap, Profile, SendRecord};
+use super::customer::{CustomerState, Enrollment, FinishedIds, Name, Profile, SendRecord};
 use super::event::Event;
 
 /// How a state's bytes were deflated; the DynamoDB item says which by its attribute name.
@@ -150,7 +150,7 @@ struct StateOut<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     triggers: Vec<&'a Event>,
     enrollments: Vec<EnrollmentOut<'a>>,
-    finished: &'a NameMap<DateTime<Utc>>,
+    finished: &'a FinishedIds,
     recent_sends: &'a [Arc<SendRecord>],
     last_generation: u32,
 }
@@ -229,7 +229,7 @@ struct StateIn {
     #[serde(default)]
     enrollments: Vec<EnrollmentIn>,
     #[serde(default)]
-    finished: NameMap<DateTime<Utc>>,
+    finished: FinishedIds,
     #[serde(default)]
     recent_sends: Vec<Arc<SendRecord>>,
     #[serde(default)]

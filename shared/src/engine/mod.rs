@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, Name, Profile, SendRecord, TimelineEntry, TimelineKind};
+use crate::domain::{CustomerId, CustomerState, EmailAddress, Enrollment, Event, FinishedId, Name, Profile, SendRecord, TimelineEntry, TimelineKind};
 use crate::stats::{Metric, StatCount};
 use crate::flow::{Category, CustomerDate, EnrollmentKey, Flow, FlowSet, StepKind, Trigger, WaitLength};
 
@@ -373,7 +373,7 @@ impl<'f> Run<'f> {
             entry.reason = Some(smol_str::format_smolstr!("restarted:{}", event.event_type));
             self.timeline.push(entry);
             self.end(state, &old);
-        } else if flow.key != EnrollmentKey::Customer && state.finished.contains_key(id.as_str()) {
+        } else if flow.key != EnrollmentKey::Customer && state.finished.contains_key(&FinishedId::new(&flow.id, &key)) {
             return;
         }
         let enrollment = Enrollment {
@@ -654,7 +654,7 @@ impl<'f> Run<'f> {
         // a welcome, a cart) is not remembered, which spares the copy of the list it made.
         let asked_again = self.flows.flow(&enrollment.flow).is_none_or(|flow| flow.key != EnrollmentKey::Customer);
         if asked_again {
-            state.finished_mut().insert(enrollment.id.clone(), self.now);
+            state.finished_mut().insert(FinishedId::parse(&enrollment.id), self.now);
         }
     }
 

@@ -50,7 +50,7 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     assert!(list.capacity() > list.len());
     assert!(!changed.enrollments.is_shared_with(&state.enrollments) && changed.enrollments[..] == state.enrollments[..]);
     assert!(copy.recent_sends.capacity() > copy.recent_sends.len());
-    assert_eq!(copy.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), state.finished.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>());
+    assert_eq!(copy.finished.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(), state.finished.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>());
     assert!(Arc::ptr_eq(&copy.finished, &state.finished));
     // The order-only maps are shared, and an order decided on the copy leaves the original's as they were.
     assert!(Arc::ptr_eq(&copy.profile.sku_order_counts, &state.profile.sku_order_counts));
@@ -68,7 +68,7 @@ fn a_copied_state_is_equal_and_has_room_to_grow() {
     let second = event(order_placed("e2", "c1", "A2", "2026-11-21T10:15:00+09:00"));
     let after = decide(&flows, Some(copy), Input::Event(&second), at("2026-11-21T01:15:00Z")).state;
     assert_ne!(after.profile.sku_order_counts, before.0, "the second order is counted on the copy");
-    assert!(after.finished.contains_key("order_confirmation:A2") && !state.finished.contains_key("order_confirmation:A2"), "its receipt ends on the copy only");
+    assert!(after.has_finished("order_confirmation:A2") && !state.has_finished("order_confirmation:A2"), "its receipt ends on the copy only");
     assert_eq!((state.profile.sku_order_counts.clone(), state.profile.total_spent.clone()), before, "and not on the original");
     // A delivery whose customer fields the profile already has leaves the profile shared.
     let mut delivered = order_placed("d1", "c1", "A1", "2026-11-22T13:00:00+09:00");
@@ -105,7 +105,7 @@ fn an_order_sends_its_confirmation_at_once() {
     let sends: Vec<_> = decision.sends().map(|s| (s.flow.as_str(), s.template.as_str(), s.category)).collect();
     assert_eq!(sends, vec![("order_confirmation", "order_confirmation", Category::Transactional)]);
     assert!(!decision.state.enrollments.iter().any(|e| e.flow == "order_confirmation"), "a one-step flow completes at once");
-    assert!(decision.state.finished.contains_key("order_confirmation:A1"));
+    assert!(decision.state.has_finished("order_confirmation:A1"));
     assert_eq!(decision.state.profile.orders_count, 1);
 
     // The same order again (under another event id) does not confirm twice.
@@ -520,6 +520,6 @@ fn only_ends_of_flows_not_keyed_by_the_customer_are_remembered() {
     let decision = decide(&flows, Some(state), Input::Event(&second), at("2026-11-21T01:15:00Z"));
     assert!(decision.timeline.iter().any(|e| e.kind == TimelineKind::Exited && e.flow.as_deref() == Some("win_back")), "{:?}", decision.timeline);
     assert!(decision.state.enrollments.iter().any(|e| e.id == "win_back:customer"), "a new win-back waits");
-    assert!(!decision.state.finished.contains_key("win_back:customer"), "{:?}", decision.state.finished);
-    assert!(decision.state.finished.contains_key("order_confirmation:A2"));
+    assert!(!decision.state.has_finished("win_back:customer"), "{:?}", decision.state.finished);
+    assert!(decision.state.has_finished("order_confirmation:A2"));
 }
