@@ -175,10 +175,14 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
             Err(e) => return Err(BadInput(format!("line {number}: {e}"))),
         }
     }
-    let reports = simulation.run_until(until).await.map_err(|e| BadInput(e.to_string()))?;
-    if print_sends {
-        print_reports(&reports, args.show_skipped, &mut out);
-    }
+    simulation
+        .run_until_each(until, |reports| {
+            if print_sends {
+                print_reports(reports, args.show_skipped, &mut out);
+            }
+        })
+        .await
+        .map_err(|e| BadInput(e.to_string()))?;
     let _ = out.flush();
     drop(out);
     if let Some((from, to)) = range {

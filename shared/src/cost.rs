@@ -295,7 +295,8 @@ pub async fn measure_each<E: std::borrow::Borrow<Event>>(
         steps += simulation.scheduler.fired() - before;
     }
     let before = simulation.scheduler.fired();
-    simulation.run_until(until).await?;
+    // Counted, not kept: the ports count the sends.
+    simulation.run_until_each(until, |_| {}).await?;
     steps += simulation.scheduler.fired() - before;
     let sends = simulation.mailer.count() as f64;
     let (feedback, estimated_calls, estimated_reads, estimated_writes) = if measured_feedback {
