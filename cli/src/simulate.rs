@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use aftercare_core::domain::{Event, JsonDoc};
+use aftercare_core::domain::{Event, JsonDoc, LineItem};
 use aftercare_core::flow::FlowSet;
 use aftercare_core::service::{SendReport, ServiceError};
 use aftercare_core::simulation::Simulation;
@@ -92,8 +92,11 @@ pub(crate) struct InputEvent {
     pub line: usize,
     /// Parsed once, when the file is read: kept as text it was parsed again at its turn, a
     /// seventh of the run. An `Event` takes a little more memory than its text and far less
-    /// than its JSON `Value` (BENCHMARKS.md, items 8 and 26).
-    pub event: Event,
+    /// than its JSON `Value` (BENCHMARKS.md, items 8 and 26). Boxed: the list of them all
+    /// lives to the end of the run, and inline its 360-byte events stayed in it after they
+    /// were run; boxed, each is freed at its turn and the states grow into its memory
+    /// (BENCHMARKS.md, item 93).
+    pub event: Box<Event>,
     pub at: DateTime<Utc>,
 }
 
@@ -109,6 +112,7 @@ pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<InputEvent>, BadInput> {
     let mut events = Vec::with_capacity(lines);
     let mut reader = BufReader::new(file);
     let mut bytes = Vec::new();
+    let mut shared_items = SharedItems::default();
     for line in 1.. {
         bytes.clear();
         match reader.read_until(b'\n', &mut bytes) {
@@ -123,11 +127,31 @@ pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<InputEvent>, BadInput> {
         // A `JsonDoc`, not a `Value`: its strings borrow from the line, and the event is read
         // from it by the same rules (BENCHMARKS.md, item 40).
         let doc: JsonDoc = serde_json::from_str(text).map_err(|e| BadInput(format!("line {line}: $: not valid JSON: {e}")))?;
-        let event = Event::parse_doc(&doc).map_err(|e| BadInput(field_message(line, &e.field, &e.message)))?;
-        events.push(InputEvent { line, at: event.occurred_at_utc(), event });
+        let mut event = Event::parse_doc(&doc).map_err(|e| BadInput(field_message(line, &e.field, &e.message)))?;
+        shared_items.share(&mut event);
+        events.push(InputEvent { line, at: event.occurred_at_utc(), event: Box::new(event) });
     }
     events.sort_by_key(|e| e.at);
     Ok(events)
+}
+
+/// An order's lines, kept once for all its events: placed, shipped and delivered each carry
+/// the same items, and the events wait in memory for the whole run (and in the enrollments
+/// they start), so the copies were a third of the events' memory (BENCHMARKS.md, item 92).
+#[derive(Default)]
+struct SharedItems(rustc_hash::FxHashMap<String, std::sync::Arc<[LineItem]>>);
+
+impl SharedItems {
+    /// The order's items become the ones read before for that order when they are equal.
+    fn share(&mut self, event: &mut Event) {
+        let Some(order) = event.order.as_mut().filter(|o| !o.items.is_empty()) else { return };
+        match self.0.get(&order.id) {
+            Some(items) if **items == *order.items => order.items = items.clone(),
+            _ => {
+                self.0.insert(order.id.clone(), order.items.clone());
+            }
+        }
+    }
 }
 
 /// Lines in a file (a last line without a newline counts), without keeping them.
@@ -272,6 +296,30 @@ mod tests {
         writer.join().unwrap();
         std::fs::remove_file(path).ok();
         assert_eq!(events.iter().map(|e| e.event.id.as_str()).collect::<Vec<_>>(), ["e1", "e2"]);
+    }
+
+    #[test]
+    fn an_orders_events_share_its_items_only_while_they_are_the_same() {
+        let order = |id: &str, kind: &str, order: &str, skus: &[&str]| {
+            let items: Vec<_> = skus.iter().map(|sku| serde_json::json!({"sku": sku, "quantity": 1})).collect();
+            serde_json::json!({"id": id, "type": kind, "occurred_at": "2026-11-20T10:00:00+09:00", "customer": {"id": "c1", "email": "c1@example.jp"}, "order": {"id": order, "items": items}}).to_string()
+        };
+        let lines = [
+            order("e1", "order_placed", "o1", &["A", "B"]),
+            order("e2", "order_placed", "o2", &["A", "B"]),
+            order("e3", "order_delivered", "o1", &["A", "B"]),
+            order("e4", "order_delivered", "o1", &["A"]),
+            order("e5", "order_cancelled", "o1", &["A"]),
+        ];
+        let path = file_with("shared-items", lines.join("\n").as_bytes());
+        let events = read_events(&path).unwrap();
+        std::fs::remove_file(path).ok();
+        let items: Vec<_> = events.iter().map(|e| e.event.order.as_ref().unwrap().items.clone()).collect();
+        let skus = |i: usize| items[i].iter().map(|item| item.sku.as_str()).collect::<Vec<_>>();
+        assert_eq!([skus(0), skus(1), skus(2), skus(3), skus(4)], [vec!["A", "B"], vec!["A", "B"], vec!["A", "B"], vec!["A"], vec!["A"]], "every event keeps its own lines");
+        assert!(std::sync::Arc::ptr_eq(&items[0], &items[2]), "the same order's equal lines are kept once");
+        assert!(!std::sync::Arc::ptr_eq(&items[0], &items[1]), "another order's are its own");
+        assert!(std::sync::Arc::ptr_eq(&items[3], &items[4]), "changed lines are shared from then on");
     }
 
     #[test]
