@@ -190,11 +190,13 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     // Consumed: each event is freed once run, and the states that grow meanwhile reuse its
     // memory (BENCHMARKS.md, item 31).
+    let mut reports = Vec::new();
     for event in events {
         let number = event.line;
-        match simulation.ingest_event(&event.event).await {
-            Ok(reports) if print_sends => print_reports(&reports, args.show_skipped, &mut out),
-            Ok(_) => {}
+        reports.clear();
+        match simulation.ingest_event_into(&event.event, &mut reports).await {
+            Ok(()) if print_sends => print_reports(&reports, args.show_skipped, &mut out),
+            Ok(()) => {}
             Err(ServiceError::Invalid { error, .. }) => return Err(BadInput(field_message(number, &error.field, &error.message))),
             Err(e) => return Err(BadInput(format!("line {number}: {e}"))),
         }

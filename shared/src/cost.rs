@@ -288,10 +288,12 @@ pub async fn measure_each<E: std::borrow::Borrow<Event>>(
         simulation = simulation.with_recipients(Box::new(SesEvents { model: recipients, made: 0 }));
     }
     let (mut steps, mut storefront_events) = (0usize, 0usize);
+    let mut reports = Vec::new();
     for event in events {
         storefront_events += 1;
         let before = simulation.scheduler.fired();
-        simulation.ingest_event(event.borrow()).await?;
+        reports.clear();
+        simulation.ingest_event_into(event.borrow(), &mut reports).await?;
         steps += simulation.scheduler.fired() - before;
     }
     let before = simulation.scheduler.fired();
