@@ -176,3 +176,29 @@ impl Simulation {
         self.clock.now()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{at, order_placed, repo_flows};
+
+    /// In batches or in one list, the same sends and skips in the same order; and more of them
+    /// than one batch holds, so a batch boundary is crossed.
+    #[tokio::test]
+    async fn sends_handed_over_in_batches_are_the_ones_gathered_in_one_list() {
+        let start = at("2026-11-20T00:00:00Z");
+        let (gathering, batching) = (Simulation::new(repo_flows(), start).unwrap(), Simulation::new(repo_flows(), start).unwrap());
+        for n in 0..120 {
+            let event = order_placed(&format!("e{n}"), &format!("c{n}"), &format!("o{n}"), "2026-11-20T10:15:00+09:00");
+            gathering.ingest(&event).await.unwrap();
+            batching.ingest(&event).await.unwrap();
+        }
+        let until = at("2028-01-01T00:00:00Z");
+        let gathered = gathering.run_until(until).await.unwrap();
+        let mut batches = Vec::new();
+        batching.run_until_each(until, |batch| batches.push(batch.to_vec())).await.unwrap();
+        assert!(gathered.len() > 256, "more than a batch: {}", gathered.len());
+        assert!(batches.len() > 1 && batches.iter().all(|b| b.len() <= 256), "{:?}", batches.iter().map(Vec::len).collect::<Vec<_>>());
+        assert_eq!(batches.concat(), gathered);
+    }
+}
