@@ -179,7 +179,9 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
         None => events.last().map_or_else(Utc::now, |e| e.at) + Duration::days(400),
     };
     let start = events.first().map_or(until, |e| e.at);
-    let mut simulation = Simulation::new(flows, start).map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
+    // Counters are for the report alone.
+    let simulation = if args.report { Simulation::new(flows, start) } else { Simulation::sends_only(flows, start) };
+    let mut simulation = simulation.map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
     if args.engagement {
         simulation = simulation.with_recipients(Box::new(crate::engagement::EngagementModel::new(args.seed, crate::engagement::TYPICAL)));
     }

@@ -38,7 +38,17 @@ pub struct Simulation {
 
 impl Simulation {
     pub fn new(flows: FlowSet, start: DateTime<Utc>) -> anyhow::Result<Simulation> {
-        let store = Arc::new(MemoryStore::without_timelines());
+        Simulation::with_memory_store(flows, start, MemoryStore::without_timelines())
+    }
+
+    /// A simulation whose sends are all that is wanted: no report will be asked of it, so its
+    /// store keeps no counters (`App::report` then finds none).
+    pub fn sends_only(flows: FlowSet, start: DateTime<Utc>) -> anyhow::Result<Simulation> {
+        Simulation::with_memory_store(flows, start, MemoryStore::without_timelines().without_counters())
+    }
+
+    fn with_memory_store(flows: FlowSet, start: DateTime<Utc>, store: MemoryStore) -> anyhow::Result<Simulation> {
+        let store = Arc::new(store);
         let mut simulation = Simulation::with_store(flows, start, store.clone())?;
         simulation.store = store;
         Ok(simulation)
@@ -180,10 +190,32 @@ impl Simulation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::Store;
     use crate::testing::{at, order_placed, repo_flows};
 
     /// In batches or in one list, the same sends and skips in the same order; and more of them
     /// than one batch holds, so a batch boundary is crossed.
+    /// Counters change no send: a simulation without them prints the same, and has none.
+    #[tokio::test]
+    async fn a_simulation_for_sends_only_sends_the_same_and_counts_nothing() {
+        let start = at("2026-11-20T00:00:00Z");
+        let (counting, sends_only) = (Simulation::new(repo_flows(), start).unwrap(), Simulation::sends_only(repo_flows(), start).unwrap());
+        let (mut counted, mut uncounted) = (Vec::new(), Vec::new());
+        for n in 0..20 {
+            let event = order_placed(&format!("e{n}"), &format!("c{}", n % 7), &format!("o{n}"), "2026-11-20T10:15:00+09:00");
+            counted.extend(counting.ingest(&event).await.unwrap());
+            uncounted.extend(sends_only.ingest(&event).await.unwrap());
+        }
+        let until = at("2028-01-01T00:00:00Z");
+        counted.extend(counting.run_until(until).await.unwrap());
+        uncounted.extend(sends_only.run_until(until).await.unwrap());
+        assert!(counted.len() > 20, "{}", counted.len());
+        assert_eq!(uncounted, counted);
+        let (from, to) = (start.date_naive(), until.date_naive());
+        assert!(!counting.store.stats(from, to).await.unwrap().is_empty(), "the default simulation counts");
+        assert_eq!(sends_only.store.stats(from, to).await.unwrap(), vec![]);
+    }
+
     #[tokio::test]
     async fn sends_handed_over_in_batches_are_the_ones_gathered_in_one_list() {
         let start = at("2026-11-20T00:00:00Z");
