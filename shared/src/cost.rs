@@ -27,9 +27,9 @@ pub struct MeteredStore {
 }
 
 impl Default for MeteredStore {
-    /// Timeline writes are metered, not kept: nothing reads them back here.
+    /// Timeline and counter writes are metered, not kept: nothing reads them back here.
     fn default() -> Self {
-        Self { inner: MemoryStore::without_timelines(), state_sizes: Default::default(), calls: AtomicU64::new(0), read_units: AtomicU64::new(0), write_units: AtomicU64::new(0) }
+        Self { inner: MemoryStore::without_timelines().without_counters(), state_sizes: Default::default(), calls: AtomicU64::new(0), read_units: AtomicU64::new(0), write_units: AtomicU64::new(0) }
     }
 }
 
