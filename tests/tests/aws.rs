@@ -327,7 +327,7 @@ async fn feedback_handler_records_every_ses_detail_type() {
 async fn scheduler_and_publisher_adapters_are_idempotent_and_accepted() {
     let t = spawn_app(aftercare_core::testing::repo_flows()).await;
     let due = DueStep { customer_id: customer("c9"), enrollment_id: "f:k".into(), step_id: "s".into(), generation: 1 };
-    let step = ScheduledStep { name: due.schedule_name(), at: chrono::Utc::now() + chrono::Duration::hours(2), due };
+    let step = ScheduledStep { name: due.shared_schedule_name(), at: chrono::Utc::now() + chrono::Duration::hours(2), due };
     t.adapters.scheduler.create(&step).await.unwrap();
     t.adapters.scheduler.create(&step).await.expect("creating an existing name is success");
     t.adapters.scheduler.delete(&step.name).await.unwrap();

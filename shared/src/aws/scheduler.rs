@@ -57,7 +57,7 @@ impl Scheduler for EventBridgeScheduler {
             .client
             .get()
             .create_schedule()
-            .name(&step.name)
+            .name(&*step.name)
             .group_name(&self.group)
             .schedule_expression(at_expression(step.at))
             .schedule_expression_timezone("UTC")

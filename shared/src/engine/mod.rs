@@ -51,6 +51,17 @@ impl DueStep {
 
     /// A deterministic schedule name: 64 characters at most, of `[0-9a-zA-Z-_.]`.
     pub fn schedule_name(&self) -> String {
+        self.schedule_name_in(&mut [0; SCHEDULE_NAME_LEN]).to_owned()
+    }
+
+    /// The schedule name, made once and shared: the scheduler keeps it and hands it back
+    /// when the step fires, where each used to copy it (BENCHMARKS.md, simulator, item 96).
+    pub fn shared_schedule_name(&self) -> Arc<str> {
+        Arc::from(self.schedule_name_in(&mut [0; SCHEDULE_NAME_LEN]))
+    }
+
+    /// The name written into `buffer`: "ac-" and 48 hex digits.
+    fn schedule_name_in<'b>(&self, buffer: &'b mut [u8; SCHEDULE_NAME_LEN]) -> &'b str {
         let mut hasher = Sha256::new();
         let mut generation = itoa::Buffer::new();
         for part in [self.customer_id.as_str(), &self.enrollment_id, &self.step_id, generation.format(self.generation)] {
@@ -58,15 +69,17 @@ impl DueStep {
             hasher.update([0u8]);
         }
         // The first 24 bytes of the digest in hex, written in place (no intermediate strings).
-        let mut digits = [0u8; 48];
+        buffer[..3].copy_from_slice(b"ac-");
         // Cannot fail: 24 bytes are exactly 48 digits.
-        let _ = hex::encode_to_slice(&hasher.finalize()[..24], &mut digits);
-        let mut name = String::with_capacity(3 + digits.len());
-        name.push_str("ac-");
-        name.extend(digits.iter().map(|&digit| char::from(digit)));
-        name
+        let _ = hex::encode_to_slice(&hasher.finalize()[..24], &mut buffer[3..]);
+        // Cannot fail either: "ac-" and hex digits are ASCII.
+        let buffer: &'b [u8; SCHEDULE_NAME_LEN] = buffer;
+        std::str::from_utf8(buffer).unwrap_or_default()
     }
 }
+
+/// "ac-" and 48 hex digits.
+const SCHEDULE_NAME_LEN: usize = 51;
 
 #[derive(Clone, Copy)]
 pub enum Input<'a> {
@@ -106,7 +119,8 @@ pub fn enrollment_tag(enrollment_id: &str) -> String {
 /// so the service hands it over without a copy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledStep {
-    pub name: String,
+    /// Shared: the in-memory scheduler keeps it and hands it back when the step fires.
+    pub name: Arc<str>,
     pub at: DateTime<Utc>,
     pub due: DueStep,
 }
@@ -636,7 +650,7 @@ impl<'f> Run<'f> {
         enrollment.generation = state.last_generation;
         enrollment.due_at = Some(at);
         let due = DueStep::of(&state.profile.id, &enrollment);
-        self.effects.push(Effect::Schedule(ScheduledStep { name: due.schedule_name(), at, due }));
+        self.effects.push(Effect::Schedule(ScheduledStep { name: due.shared_schedule_name(), at, due }));
         state.enrollments.to_mut().push(Arc::new(enrollment));
     }
 

@@ -452,6 +452,7 @@ fn each_event_type_lists_the_flows_it_can_start_end_or_resume() {
 fn a_schedule_name_is_the_one_earlier_versions_gave_the_same_step() {
     let step = DueStep { customer_id: crate::domain::CustomerId::parse("cust-1").unwrap(), enrollment_id: "thank_you:A1".into(), step_id: "wait_1h".into(), generation: 2 };
     assert_eq!(step.schedule_name(), "ac-88f605c81fdb5205133fb2c37f28944bc218d0bab9d2e5a1");
+    assert_eq!(&*step.shared_schedule_name(), "ac-88f605c81fdb5205133fb2c37f28944bc218d0bab9d2e5a1", "the shared name is the same name");
     let name = DueStep { generation: 3, ..step }.schedule_name();
     assert!(name.len() <= 64 && name.starts_with("ac-") && name[3..].bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
 }

@@ -204,7 +204,7 @@ impl SqliteScheduler {
             let (name, at, due) = row.map_err(sql_error)?;
             let at = DateTime::parse_from_rfc3339(&at).map_err(|e| PortError::Fatal(format!("schedule {name}: bad time {at:?}: {e}")))?.with_timezone(&Utc);
             let due: DueStep = serde_json::from_str(&due).map_err(json_error)?;
-            Ok(ScheduledStep { name, at, due })
+            Ok(ScheduledStep { name: name.into(), at, due })
         })
         .collect()
     }
@@ -220,7 +220,7 @@ impl Scheduler for SqliteScheduler {
         let due = serde_json::to_string(&step.due).map_err(json_error)?;
         self.db
             .lock()
-            .execute("INSERT OR IGNORE INTO schedules (name, at, due) VALUES (?1, ?2, ?3)", params![step.name, sortable(step.at), due])
+            .execute("INSERT OR IGNORE INTO schedules (name, at, due) VALUES (?1, ?2, ?3)", params![&*step.name, sortable(step.at), due])
             .map(|_| ())
             .map_err(sql_error)
     }

@@ -153,7 +153,7 @@ impl MemoryScheduler {
     }
     pub fn pending(&self) -> Vec<ScheduledStep> {
         let schedules = lock(&self.schedules);
-        let mut all: Vec<_> = schedules.iter().map(|p| ScheduledStep { name: p.name.to_string(), at: p.at, due: p.due.clone() }).collect();
+        let mut all: Vec<_> = schedules.iter().map(|p| ScheduledStep { name: p.name.clone(), at: p.at, due: p.due.clone() }).collect();
         all.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(&b.name)));
         all
     }
@@ -167,7 +167,7 @@ impl MemoryScheduler {
         schedules.soonest().filter(|next| next.at <= until)?;
         let next = schedules.take_soonest()?;
         self.fired.fetch_add(1, Ordering::Relaxed);
-        Some(ScheduledStep { name: next.name.to_string(), at: next.at, due: next.due })
+        Some(ScheduledStep { name: next.name, at: next.at, due: next.due })
     }
 }
 
@@ -284,7 +284,7 @@ mod tests {
     }
 
     fn drain(scheduler: &MemoryScheduler, until: &str) -> Vec<(String, DateTime<Utc>)> {
-        std::iter::from_fn(|| scheduler.take_next_due(at(until)).map(|s| (s.name, s.at))).collect()
+        std::iter::from_fn(|| scheduler.take_next_due(at(until)).map(|s| (s.name.to_string(), s.at))).collect()
     }
 
     #[tokio::test]
@@ -334,7 +334,7 @@ mod tests {
                     }
                     _ => {
                         let until = when;
-                        fired.extend(std::iter::from_fn(|| scheduler.take_next_due(until).map(|s| (s.at, s.name))));
+                        fired.extend(std::iter::from_fn(|| scheduler.take_next_due(until).map(|s| (s.at, s.name.to_string()))));
                         let mut due: Vec<_> = model.iter().filter(|(_, at)| **at <= until).map(|(n, at)| (*at, n.clone())).collect();
                         due.sort();
                         for (_, n) in &due {

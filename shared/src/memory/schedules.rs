@@ -70,8 +70,8 @@ impl Default for Schedules {
 
 impl Schedules {
     /// Adds a schedule, unless one of that name is pending (then this is a retried create).
-    pub fn add(&mut self, name: &str, at: DateTime<Utc>, due: &DueStep) {
-        let name: Arc<str> = Arc::from(name);
+    pub fn add(&mut self, name: &Arc<str>, at: DateTime<Utc>, due: &DueStep) {
+        let name = Arc::clone(name);
         let std::collections::hash_map::Entry::Vacant(vacant) = self.by_name.entry(name.clone()) else { return };
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot { stamp: 0, pending: None });
