@@ -193,8 +193,6 @@ mod tests {
     use crate::ports::Store;
     use crate::testing::{at, order_placed, repo_flows};
 
-    /// In batches or in one list, the same sends and skips in the same order; and more of them
-    /// than one batch holds, so a batch boundary is crossed.
     /// Counters change no send: a simulation without them prints the same, and has none.
     #[tokio::test]
     async fn a_simulation_for_sends_only_sends_the_same_and_counts_nothing() {
@@ -216,6 +214,8 @@ mod tests {
         assert_eq!(sends_only.store.stats(from, to).await.unwrap(), vec![]);
     }
 
+    /// In batches or in one list, the same sends and skips in the same order; and more of them
+    /// than one batch holds, so a batch boundary is crossed.
     #[tokio::test]
     async fn sends_handed_over_in_batches_are_the_ones_gathered_in_one_list() {
         let start = at("2026-11-20T00:00:00Z");

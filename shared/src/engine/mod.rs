@@ -68,8 +68,8 @@ impl DueStep {
             hasher.update(part.as_bytes());
             hasher.update([0u8]);
         }
-        // The first 24 bytes of the digest in hex, written in place (no intermediate strings).
         buffer[..3].copy_from_slice(b"ac-");
+        // The first 24 bytes of the digest in hex, written in place (no intermediate strings).
         // Cannot fail: 24 bytes are exactly 48 digits.
         let _ = hex::encode_to_slice(&hasher.finalize()[..24], &mut buffer[3..]);
         // Cannot fail either: "ac-" and hex digits are ASCII.
