@@ -27,9 +27,10 @@ pub struct MeteredStore {
 }
 
 impl Default for MeteredStore {
-    /// Timeline and counter writes are metered, not kept: nothing reads them back here.
+    /// Timeline and counter writes are metered, not kept: nothing reads them back here. States
+    /// are lent to decisions, not copied (BENCHMARKS.md, simulator, item 97).
     fn default() -> Self {
-        Self { inner: MemoryStore::without_timelines().without_counters(), state_sizes: Default::default(), calls: AtomicU64::new(0), read_units: AtomicU64::new(0), write_units: AtomicU64::new(0) }
+        Self { inner: MemoryStore::without_timelines().without_counters().lending(), state_sizes: Default::default(), calls: AtomicU64::new(0), read_units: AtomicU64::new(0), write_units: AtomicU64::new(0) }
     }
 }
 
@@ -38,6 +39,11 @@ fn units(bytes: usize, per: usize) -> u64 {
 }
 
 impl MeteredStore {
+    /// A state item's read, its size as last committed.
+    fn read_state(&self, customer: &CustomerId, loaded: Option<&Versioned<CustomerState>>) {
+        let known = self.state_sizes.lock().unwrap_or_else(|p| p.into_inner()).get(customer).copied();
+        self.read(loaded.map_or(0, |s| known.unwrap_or_else(|| state_item_bytes(&s.value))));
+    }
     fn read(&self, bytes: usize) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.read_units.fetch_add(units(bytes, 4096), Ordering::Relaxed);
@@ -58,9 +64,20 @@ const COUNTER_ITEM_BYTES: usize = 300;
 impl Store for MeteredStore {
     async fn load(&self, customer: &CustomerId) -> Result<Option<Versioned<CustomerState>>, PortError> {
         let loaded = self.inner.load(customer).await?;
-        let known = self.state_sizes.lock().unwrap_or_else(|p| p.into_inner()).get(customer).copied();
-        self.read(loaded.as_ref().map_or(0, |s| known.unwrap_or_else(|| state_item_bytes(&s.value))));
+        self.read_state(customer, loaded.as_ref());
         Ok(loaded)
+    }
+    /// Metered as `load` and `event_seen` are, from the inner store's lent state.
+    async fn load_to_decide(&self, customer: &CustomerId, event: Option<&EventId>) -> Result<(Option<Versioned<CustomerState>>, bool), PortError> {
+        let (loaded, seen) = self.inner.load_to_decide(customer, event).await?;
+        self.read_state(customer, loaded.as_ref());
+        if event.is_some() {
+            self.read(0);
+        }
+        Ok((loaded, seen))
+    }
+    async fn hand_back(&self, customer: &CustomerId, state: CustomerState) {
+        self.inner.hand_back(customer, state).await;
     }
     async fn event_seen(&self, customer: &CustomerId, event: &EventId) -> Result<bool, PortError> {
         self.read(0);

@@ -59,6 +59,19 @@ pub trait Store: Send + Sync {
         let (loaded, seen) = futures_util::future::join(self.load(customer), self.event_seen(customer, event)).await;
         Ok((loaded?, seen?))
     }
+    /// What a decision starts from: the state and, for an event, whether it was seen. By
+    /// default a copy, read as `load_for_event` / `load` read it; a store that lends its states
+    /// out (the simulator's, `MemoryStore::lending`) gives the state itself, and takes it back
+    /// with the commit or `hand_back`.
+    async fn load_to_decide(&self, customer: &CustomerId, event: Option<&EventId>) -> Result<(Option<Versioned<CustomerState>>, bool), PortError> {
+        match event {
+            Some(event) => self.load_for_event(customer, event).await,
+            None => Ok((self.load(customer).await?, false)),
+        }
+    }
+    /// A state `load_to_decide` gave that will not be committed (its input was a duplicate,
+    /// changed nothing, or was refused). Only a lending store needs it back.
+    async fn hand_back(&self, _customer: &CustomerId, _state: CustomerState) {}
     async fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, PortError>;
     /// Lines learnt after the commit (a marketing send's message id, a failure).
     async fn append_timeline(&self, customer: &CustomerId, entries: &[TimelineEntry]) -> Result<(), PortError>;

@@ -38,13 +38,13 @@ pub struct Simulation {
 
 impl Simulation {
     pub fn new(flows: FlowSet, start: DateTime<Utc>) -> anyhow::Result<Simulation> {
-        Simulation::with_memory_store(flows, start, MemoryStore::without_timelines())
+        Simulation::with_memory_store(flows, start, MemoryStore::without_timelines().lending())
     }
 
     /// A simulation whose sends are all that is wanted: no report will be asked of it, so its
     /// store keeps no counters (`App::report` then finds none).
     pub fn sends_only(flows: FlowSet, start: DateTime<Utc>) -> anyhow::Result<Simulation> {
-        Simulation::with_memory_store(flows, start, MemoryStore::without_timelines().without_counters())
+        Simulation::with_memory_store(flows, start, MemoryStore::without_timelines().without_counters().lending())
     }
 
     fn with_memory_store(flows: FlowSet, start: DateTime<Utc>, store: MemoryStore) -> anyhow::Result<Simulation> {
@@ -212,6 +212,36 @@ mod tests {
         let (from, to) = (start.date_naive(), until.date_naive());
         assert!(!counting.store.stats(from, to).await.unwrap().is_empty(), "the default simulation counts");
         assert_eq!(sends_only.store.stats(from, to).await.unwrap(), vec![]);
+    }
+
+    /// The simulator's store lends its states to decisions instead of copying them: the same
+    /// sends as a copying store, through a repeated event and a stale step, whose states come
+    /// back undecided (if one did not, the customer's next event would fail).
+    #[tokio::test]
+    async fn a_lending_simulation_sends_what_a_copying_one_does() {
+        let start = at("2026-11-20T00:00:00Z");
+        let copying = Simulation::with_store(repo_flows(), start, Arc::new(MemoryStore::without_timelines())).unwrap();
+        let lending = Simulation::sends_only(repo_flows(), start).unwrap();
+        let stale = crate::engine::DueStep { customer_id: crate::domain::CustomerId::parse("c1").unwrap(), enrollment_id: "thank_you:gone".into(), step_id: "wait".into(), generation: 1 };
+        async fn feed(simulation: &Simulation, event: &Value, stale: &crate::engine::DueStep) -> Vec<SendReport> {
+            let sends = simulation.ingest(event).await.unwrap();
+            assert_eq!(simulation.ingest(event).await.unwrap(), vec![], "a repeated event sends nothing");
+            assert_eq!(simulation.app.run_step(stale, &mut Vec::new()).await.unwrap(), crate::service::Processed::Stale);
+            sends
+        }
+        let (mut copied, mut lent) = (Vec::new(), Vec::new());
+        for n in 0..6 {
+            let event = order_placed(&format!("e{n}"), &format!("c{}", n % 2), &format!("o{n}"), "2026-11-20T10:15:00+09:00");
+            copied.extend(feed(&copying, &event, &stale).await);
+            lent.extend(feed(&lending, &event, &stale).await);
+        }
+        let until = at("2028-01-01T00:00:00Z");
+        copied.extend(copying.run_until(until).await.unwrap());
+        lent.extend(lending.run_until(until).await.unwrap());
+        assert!(copied.len() > 6, "{}", copied.len());
+        assert_eq!(lent, copied);
+        let c1 = lending.store.load(&stale.customer_id).await.unwrap().expect("c1's state is back in the store");
+        assert_eq!(c1.value.profile.orders_count, 3);
     }
 
     /// In batches or in one list, the same sends and skips in the same order; and more of them

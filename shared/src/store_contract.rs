@@ -56,7 +56,15 @@ async fn versions_and_dedupe(store: &dyn Store, prefix: &str) {
     assert!(store.event_seen(&id, &first.id).await.unwrap());
     assert_eq!(store.load_for_event(&id, &first.id).await.unwrap(), (Some(loaded.clone()), true), "both read at once, as read apart");
     let unseen = event("evt-unseen", id.as_str());
-    assert_eq!(store.load_for_event(&id, &unseen.id).await.unwrap(), (Some(loaded), false));
+    assert_eq!(store.load_for_event(&id, &unseen.id).await.unwrap(), (Some(loaded.clone()), false));
+    // A decision starts from what is stored, and a state handed back undecided stays as it was.
+    let (to_decide, seen) = store.load_to_decide(&id, Some(&first.id)).await.unwrap();
+    assert_eq!((to_decide.as_ref(), seen), (Some(&loaded), true), "read to decide on an event, as read for it");
+    store.hand_back(&id, to_decide.unwrap().value).await;
+    let (to_decide, seen) = store.load_to_decide(&id, None).await.unwrap();
+    assert_eq!((to_decide.as_ref(), seen), (Some(&loaded), false), "read to decide on a step, as loaded");
+    store.hand_back(&id, to_decide.unwrap().value).await;
+    assert_eq!(store.load(&id).await.unwrap(), Some(loaded), "handed back, the state is as it was");
 
     // Creating again is a lost race, not an overwrite.
     assert_eq!(store.commit(with_event(&id, now, None, &state, &event("evt-x", id.as_str()), "again")).await.unwrap(), CommitOutcome::VersionConflict);
@@ -150,5 +158,10 @@ mod tests {
     #[tokio::test]
     async fn memory_store_passes_the_contract() {
         super::run_all(&crate::memory::MemoryStore::new(), "mem").await;
+    }
+
+    #[tokio::test]
+    async fn lending_memory_store_passes_the_contract() {
+        super::run_all(&crate::memory::MemoryStore::new().lending(), "lending").await;
     }
 }

@@ -24,6 +24,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 struct CustomerRecord {
     state: Option<Versioned<CustomerState>>,
+    /// The version of the state while a lending store has it out to a decision.
+    lent: Option<u64>,
     /// Event ids already applied (hashed: a long-lived customer has many).
     seen: HashSet<EventId>,
     timeline: Vec<TimelineEntry>,
@@ -42,6 +44,8 @@ pub struct MemoryStore {
     /// thousands of (day, email, metric) keys, each commit adding to several (BENCHMARKS.md,
     /// simulator, item 95).
     without_counters: bool,
+    /// States go out to decisions and come back, instead of being copied (`lending`).
+    lending: bool,
 }
 
 impl MemoryStore {
@@ -55,6 +59,15 @@ impl MemoryStore {
     /// This store, keeping no counters; `stats` answers with none.
     pub fn without_counters(self) -> Self {
         Self { without_counters: true, ..self }
+    }
+    /// This store, for one decision at a time (the simulator): `load_to_decide` hands over the
+    /// state itself, so a decision changes it in place instead of first copying each part it
+    /// changes from the stored one, and the commit or `hand_back` puts it back (BENCHMARKS.md,
+    /// simulator, item 97). While a state is out, `load` finds none and another
+    /// `load_to_decide` of it is refused: a decision that neither committed nor handed back
+    /// its state fails the next one loudly instead of starting the customer afresh.
+    pub fn lending(self) -> Self {
+        Self { lending: true, ..self }
     }
     pub fn customer_ids(&self) -> Vec<CustomerId> {
         lock(&self.customers).keys().cloned().collect()
@@ -77,10 +90,33 @@ impl Store for MemoryStore {
         Ok(lock(&self.customers).get(customer).map_or((None, false), |r| (r.state.clone(), r.seen.contains(event))))
     }
 
+    async fn load_to_decide(&self, customer: &CustomerId, event: Option<&EventId>) -> Result<(Option<Versioned<CustomerState>>, bool), PortError> {
+        let mut customers = lock(&self.customers);
+        let Some(record) = customers.get_mut(customer) else { return Ok((None, false)) };
+        let seen = event.is_some_and(|event| record.seen.contains(event));
+        if !self.lending {
+            return Ok((record.state.clone(), seen));
+        }
+        if record.lent.is_some() {
+            return Err(PortError::Fatal(format!("customer {customer}: the state is still out to a decision that neither committed nor handed it back")));
+        }
+        let state = record.state.take();
+        record.lent = state.as_ref().map(|s| s.version);
+        Ok((state, seen))
+    }
+
+    async fn hand_back(&self, customer: &CustomerId, state: CustomerState) {
+        if let Some(record) = lock(&self.customers).get_mut(customer) {
+            if let Some(version) = record.lent.take() {
+                record.state = Some(Versioned { value: state, version });
+            }
+        }
+    }
+
     async fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, PortError> {
         let mut customers = lock(&self.customers);
         let record = customers.entry(commit.customer_id.clone()).or_default();
-        let current = record.state.as_ref().map(|s| s.version);
+        let current = record.state.as_ref().map(|s| s.version).or(record.lent);
         if current != commit.expected_version {
             return Ok(CommitOutcome::VersionConflict);
         }
@@ -92,6 +128,7 @@ impl Store for MemoryStore {
         }
         let version = current.unwrap_or(0) + 1;
         record.state = Some(Versioned { value: commit.state, version });
+        record.lent = None;
         if !self.without_timelines {
             record.timeline.extend(commit.timeline);
         }
@@ -349,6 +386,40 @@ mod tests {
             }
             proptest::prop_assert_eq!(fired, expected);
         }
+    }
+
+    /// A lending store gives a state to one decision at a time, and has it back from the commit
+    /// or `hand_back`; a state still out is refused to the next decision, not started afresh.
+    #[tokio::test]
+    async fn a_lending_store_lends_each_state_to_one_decision_at_a_time() {
+        let store = MemoryStore::new().lending();
+        let customer = CustomerId::parse("c1").unwrap();
+        let now = at("2026-11-20T01:15:00Z");
+        let commit = |expected_version, orders_count| {
+            let mut state = CustomerState::new(customer.clone(), now);
+            state.profile_mut().orders_count = orders_count;
+            Commit { customer_id: customer.clone(), expected_version, state, event: None, timeline: vec![], stats: vec![] }
+        };
+        assert_eq!(store.load_to_decide(&customer, None).await.unwrap(), (None, false), "nothing to lend yet");
+        assert_eq!(store.commit(commit(None, 1)).await.unwrap(), CommitOutcome::Committed { version: 1 });
+
+        let (lent, _) = store.load_to_decide(&customer, None).await.unwrap();
+        assert_eq!(lent.as_ref().map(|s| (s.version, s.value.profile.orders_count)), Some((1, 1)));
+        assert_eq!(store.load(&customer).await.unwrap(), None, "while out, the state is not in the store");
+        let refused = store.load_to_decide(&customer, None).await.unwrap_err().to_string();
+        assert!(refused.contains("customer c1") && refused.contains("still out"), "{refused}");
+        store.hand_back(&customer, lent.unwrap().value).await;
+        assert_eq!(store.load(&customer).await.unwrap().map(|s| s.version), Some(1), "handed back at its version");
+
+        let (lent, _) = store.load_to_decide(&customer, None).await.unwrap();
+        assert_eq!(store.commit(commit(lent.map(|s| s.version), 2)).await.unwrap(), CommitOutcome::Committed { version: 2 });
+        let (lent, _) = store.load_to_decide(&customer, None).await.unwrap();
+        assert_eq!(lent.map(|s| (s.version, s.value.profile.orders_count)), Some((2, 2)), "the commit brought the decided state back");
+        // A store that copies gives the same and keeps its own.
+        let copying = MemoryStore::new();
+        copying.commit(commit(None, 1)).await.unwrap();
+        assert!(copying.load_to_decide(&customer, None).await.unwrap().0.is_some());
+        assert!(copying.load_to_decide(&customer, None).await.unwrap().0.is_some(), "a copying store lends nothing");
     }
 
     /// The simulator's ports keep state and counters but no timelines or published events;

@@ -242,10 +242,11 @@ impl App {
             // In a block, so the loaded state's room in this future ends with it: a future is
             // as large as its largest suspension, and is copied whole each time it is moved.
             let (expected_version, mut decision) = {
-                let (loaded, seen) = match &input {
-                    Input::Event(event) => ports.store.load_for_event(customer, &event.id).await?,
-                    Input::Due(_) => (ports.store.load(customer).await?, false),
+                let event_id = match &input {
+                    Input::Event(event) => Some(&event.id),
+                    Input::Due(_) => None,
                 };
+                let (loaded, seen) = ports.store.load_to_decide(customer, event_id).await?;
                 if known_only && loaded.is_none() {
                     warn!(customer_id = %customer, "feedback for an unknown customer dropped");
                     return Ok(Processed::UnknownCustomer);
@@ -253,9 +254,15 @@ impl App {
                 if let Input::Event(event) = &input {
                     let has_email = event.customer.email.is_some() || loaded.as_ref().is_some_and(|s| s.value.profile.email.is_some());
                     if !known_only && !has_email {
+                        if let Some(loaded) = loaded {
+                            ports.store.hand_back(customer, loaded.value).await;
+                        }
                         return Err(first_sight_without_email(None, customer));
                     }
                     if seen {
+                        if let Some(loaded) = loaded {
+                            ports.store.hand_back(customer, loaded.value).await;
+                        }
                         return Ok(Processed::Duplicate);
                     }
                 }
@@ -263,6 +270,7 @@ impl App {
                 (expected_version, engine::decide(&self.flows, loaded.map(|s| s.value), input, ports.clock.now()))
             };
             if !decision.changed {
+                ports.store.hand_back(customer, decision.state).await;
                 return Ok(Processed::Stale);
             }
             // By index: `mark` changes the decision's timeline and state while the send stays put.
