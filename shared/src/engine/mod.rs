@@ -314,17 +314,19 @@ impl<'f> Run<'f> {
                                 }
                             }
                         }
+                        // A `Name`: a key of up to 23 bytes is made without allocating, and
+                        // every listening flow makes one.
                         let key = match flow.key {
-                            EnrollmentKey::Customer => "customer".to_owned(),
-                            EnrollmentKey::Event => event.id.to_string(),
+                            EnrollmentKey::Customer => Name::new_static("customer"),
+                            EnrollmentKey::Event => Name::new(event.id.as_str()),
                             EnrollmentKey::Order => match &event.order {
-                                Some(order) => order.id.clone(),
+                                Some(order) => Name::new(&order.id),
                                 None => continue,
                             },
                             EnrollmentKey::OrderItem => {
                                 let sku = item.as_ref().and_then(|i| i.get("sku")).and_then(|s| s.as_str());
                                 match (&event.order, sku) {
-                                    (Some(order), Some(sku)) => format!("{}:{sku}", order.id),
+                                    (Some(order), Some(sku)) => smol_str::format_smolstr!("{}:{sku}", order.id),
                                     _ => continue,
                                 }
                             }
@@ -353,7 +355,7 @@ impl<'f> Run<'f> {
                         }
                         None => {}
                     }
-                    self.start(state, flow, event, "customer".into(), None, Some(date_text(date)));
+                    self.start(state, flow, event, Name::new_static("customer"), None, Some(date_text(date)));
                 }
                 Trigger::Event { .. } => {}
             }
@@ -379,7 +381,7 @@ impl<'f> Run<'f> {
         self.timeline.push(entry);
     }
 
-    fn start(&mut self, state: &mut CustomerState, flow: &Flow, event: &Event, key: String, item: Option<serde_json::Value>, trigger_value: Option<Name>) {
+    fn start(&mut self, state: &mut CustomerState, flow: &Flow, event: &Event, key: Name, item: Option<serde_json::Value>, trigger_value: Option<Name>) {
         let id = smol_str::format_smolstr!("{}:{key}", flow.id);
         if let Some(i) = state.enrollments.iter().position(|e| e.id == id) {
             if !flow.restart {
@@ -397,7 +399,7 @@ impl<'f> Run<'f> {
             id,
             flow: Name::new(&flow.id),
             flow_version: Name::new(&flow.version),
-            key: key.into(),
+            key,
             step_id: flow.steps.first().map(|s| Name::new(&s.id)).unwrap_or_default(),
             due_at: None,
             anchor: event.occurred_at_utc(),
@@ -692,7 +694,7 @@ impl<'f> Run<'f> {
         for choice in choices {
             match choice.when.as_ref().map(|w| rules::evaluate(w, &scope)) {
                 None | Some(Ok(true)) => {
-                    template = Some(choice.template.clone());
+                    template = Some(choice.template.as_str());
                     break;
                 }
                 Some(Ok(false)) => {}
@@ -702,10 +704,11 @@ impl<'f> Run<'f> {
                 }
             }
         }
-        let template_name = template.clone().unwrap_or_else(|| choices.first().map(|c| c.template.clone()).unwrap_or_default());
+        // Borrowed from the flow: a send step copied the name twice.
+        let template_name = template.unwrap_or_else(|| choices.first().map_or("", |c| c.template.as_str()));
         let mut entry = self.entry(TimelineKind::Skipped, enrollment);
         entry.step_id = Some(Name::new(step_id));
-        entry.template = Some(Name::new(&template_name));
+        entry.template = Some(Name::new(template_name));
         if verdict.is_ok() && template.is_none() {
             verdict = Err(SkipReason::ConditionFalse);
         }
@@ -740,7 +743,7 @@ impl<'f> Run<'f> {
                     enrollment_id: enrollment.id.clone(),
                     flow: Name::new(&flow.id),
                     step_id: Name::new(step_id),
-                    template: Name::new(&template_name),
+                    template: Name::new(template_name),
                     marketing: flow.category == Category::Marketing,
                     message_id: None,
                     variant: enrollment.variant.clone(),
@@ -756,7 +759,7 @@ impl<'f> Run<'f> {
                     enrollment_id: enrollment.id.clone(),
                     flow: Name::new(&flow.id),
                     step_id: Name::new(step_id),
-                    template: Name::from(template_name),
+                    template: Name::new(template_name),
                     category: flow.category,
                     to,
                     profile: state.profile.clone(),

@@ -9,10 +9,7 @@ pub fn recommend(catalog: &Catalog, profile: &Profile, trigger: &Event, spec: &R
     let items: &[LineItem] = trigger.order.as_ref().map(|o| &o.items[..]).or(trigger.checkout.as_ref().map(|c| c.items.as_slice())).unwrap_or_default();
     let mut excluded: BTreeSet<&str> = profile.sku_order_counts.keys().map(|sku| sku.as_str()).collect();
     excluded.extend(items.iter().map(|i| i.sku.as_str()));
-    let categories: BTreeSet<String> = items
-        .iter()
-        .filter_map(|i| i.category.clone().or_else(|| catalog.get(&i.sku).map(|p| p.category.clone())))
-        .collect();
+    let categories: BTreeSet<&str> = items.iter().filter_map(|i| i.category.as_deref().or_else(|| catalog.get(&i.sku).map(|p| p.category.as_str()))).collect();
     let mut picked: Vec<String> = Vec::new();
     let offer = |sku: &str, picked: &mut Vec<String>| {
         if picked.len() < spec.count && !excluded.contains(sku) && catalog.get(sku).is_some() && !picked.iter().any(|p| p == sku) {
@@ -34,7 +31,7 @@ pub fn recommend(catalog: &Catalog, profile: &Profile, trigger: &Event, spec: &R
                 }
             }
             RecommendationSource::CategoryBestsellers => {
-                for product in catalog.bestsellers().filter(|p| categories.contains(&p.category)) {
+                for product in catalog.bestsellers().filter(|p| categories.contains(p.category.as_str())) {
                     offer(&product.sku, &mut picked);
                     if picked.len() >= spec.count {
                         break;
