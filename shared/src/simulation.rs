@@ -244,6 +244,23 @@ mod tests {
         assert_eq!(c1.value.profile.orders_count, 3);
     }
 
+    /// A known customer stored without an email, whose event has none either, is refused; the
+    /// refused decision hands its state back, so the customer's next event is decided.
+    #[tokio::test]
+    async fn a_refused_first_sight_hands_the_lent_state_back() {
+        let simulation = Simulation::sends_only(repo_flows(), at("2026-11-20T00:00:00Z")).unwrap();
+        let customer = crate::domain::CustomerId::parse("c1").unwrap();
+        let state = crate::domain::CustomerState::new(customer.clone(), at("2026-11-20T00:00:00Z"));
+        let commit = crate::ports::Commit { customer_id: customer.clone(), expected_version: None, state, event: None, timeline: vec![], stats: vec![] };
+        simulation.store.commit(commit).await.unwrap();
+        let mut without_email = order_placed("e1", "c1", "o1", "2026-11-20T10:15:00+09:00");
+        without_email["customer"].as_object_mut().unwrap().remove("email");
+        let refused = simulation.ingest(&without_email).await.unwrap_err().to_string();
+        assert!(refused.contains("email"), "{refused}");
+        let sends = simulation.ingest(&order_placed("e2", "c1", "o2", "2026-11-20T10:20:00+09:00")).await.unwrap();
+        assert!(sends.iter().any(|s| s.status == "sent"), "{sends:?}");
+    }
+
     /// In batches or in one list, the same sends and skips in the same order; and more of them
     /// than one batch holds, so a batch boundary is crossed.
     #[tokio::test]
