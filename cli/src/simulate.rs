@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use aftercare_core::domain::{Event, JsonDoc, LineItem};
 use aftercare_core::flow::FlowSet;
 use aftercare_core::service::{SendReport, ServiceError};
-use aftercare_core::simulation::Simulation;
+use aftercare_core::simulation::{Simulation, Turn};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -36,6 +36,11 @@ pub struct SimulateArgs {
     /// the send lines; with --out, write it there and print the send lines as usual.
     #[arg(long)]
     report: bool,
+    /// Customers simulated a group at a time, this many to a group, their lines printed at
+    /// the end; 0: all together, printing as it goes (as with --engagement). A speed setting:
+    /// the lines are the same for any value.
+    #[arg(long, default_value_t = 32)]
+    customers_per_group: u32,
     #[command(flatten)]
     output: crate::report::Output,
 }
@@ -170,37 +175,26 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     // Counters are for the report alone.
     let simulation = if args.report { Simulation::new(flows, start) } else { Simulation::sends_only(flows, start) };
     let mut simulation = simulation.map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
+    // The engagement model draws for every customer from one seeded sequence, in the order
+    // the emails go out: its simulation runs all customers together.
     if args.engagement {
         simulation = simulation.with_recipients(Box::new(crate::engagement::EngagementModel::new(args.seed, crate::engagement::TYPICAL)));
     }
     let range = if args.report { Some(args.output.range(until.date_naive()).map_err(BadInput)?) } else { None };
     // With --report on standard output, the report replaces the send lines.
-    let print_sends = !args.report || args.output.out.is_some();
+    let print = (!args.report || args.output.out.is_some()).then_some(Printing { show_skipped: args.show_skipped });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    // Consumed: each event is freed once run, and the states that grow meanwhile reuse its
-    // memory (BENCHMARKS.md, item 31).
-    let mut reports = Vec::new();
-    for event in events {
-        let number = event.line;
-        reports.clear();
-        match simulation.ingest_event_into(&event.event, &mut reports).await {
-            Ok(()) if print_sends => print_reports(&reports, args.show_skipped, &mut out),
-            Ok(()) => {}
-            Err(ServiceError::Invalid { error, .. }) => return Err(BadInput(field_message(number, &error.field, &error.message))),
-            Err(e) => return Err(BadInput(format!("line {number}: {e}"))),
-        }
-    }
-    simulation
-        .run_until_each(until, |reports| {
-            if print_sends {
-                print_reports(reports, args.show_skipped, &mut out);
-            }
-        })
-        .await
-        .map_err(|e| BadInput(e.to_string()))?;
+    let ran = if args.engagement || args.customers_per_group == 0 {
+        run_together(&simulation, events, until, print, &mut out).await
+    } else {
+        // Steps up to the last event fire as they would before it, also past --until.
+        let horizon = events.last().map_or(until, |e| e.at.max(until));
+        run_in_groups(&mut simulation, events, start, horizon, args.customers_per_group as usize, print, &mut out).await
+    };
     let _ = out.flush();
     drop(out);
+    ran?;
     if let Some((from, to)) = range {
         let report = simulation.app.report(from, to).await.map_err(|e| BadInput(e.to_string()))?;
         args.output.write(&report).map_err(BadInput)?;
@@ -208,6 +202,165 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     // The process ends here: freeing every customer's state one by one first would only take time.
     std::mem::forget(simulation);
     Ok(())
+}
+
+/// Whether send lines are printed, and which.
+#[derive(Clone, Copy)]
+struct Printing {
+    show_skipped: bool,
+}
+
+/// A bad line met while running: the message that stops the run.
+fn run_error(line: usize, error: ServiceError) -> BadInput {
+    match error {
+        ServiceError::Invalid { error, .. } => BadInput(field_message(line, &error.field, &error.message)),
+        e => BadInput(format!("line {line}: {e}")),
+    }
+}
+
+/// Every customer in one simulation, printing as it goes; a line that cannot be run stops it
+/// after what came before it is printed.
+async fn run_together(simulation: &Simulation, events: Vec<InputEvent>, until: DateTime<Utc>, print: Option<Printing>, out: &mut impl Write) -> Result<(), BadInput> {
+    // Consumed: each event is freed once run, and the states that grow meanwhile reuse its
+    // memory (BENCHMARKS.md, item 31).
+    let mut reports = Vec::new();
+    for event in events {
+        reports.clear();
+        let ran = simulation.ingest_event_into(&event.event, &mut reports).await;
+        if let Some(print) = print {
+            print_reports(&reports, print.show_skipped, out);
+        }
+        ran.map_err(|e| run_error(event.line, e))?;
+    }
+    simulation
+        .run_until_each(until, |reports| {
+            if let Some(print) = print {
+                print_reports(reports, print.show_skipped, out);
+            }
+        })
+        .await
+        .map_err(|e| BadInput(e.to_string()))
+}
+
+/// The lines printed by the groups run so far, each decision's with its turn, waiting to be
+/// merged into one order.
+#[derive(Default)]
+struct Printed {
+    /// In chunks that stay put once written: one growing list was copied, and page-faulted
+    /// anew, each time it doubled.
+    chunks: Vec<Vec<u8>>,
+    /// Each decision that printed, group after group (each group's in turn order).
+    decisions: Vec<PrintedDecision>,
+    /// Where each group's decisions start in `decisions`.
+    group_starts: Vec<usize>,
+}
+
+struct PrintedDecision {
+    turn: Turn,
+    chunk: u32,
+    from: u32,
+    to: u32,
+}
+
+/// A chunk of printed lines; a decision's lines go whole into one.
+const CHUNK_BYTES: usize = 1 << 20;
+
+impl Printed {
+    fn start_group(&mut self) {
+        self.group_starts.push(self.decisions.len());
+    }
+
+    /// Prints a decision's sends (and skips) into the last chunk.
+    fn keep(&mut self, turn: &Turn, reports: &[SendReport], show_skipped: bool) {
+        if self.chunks.last().is_none_or(|chunk| chunk.capacity() - chunk.len() < CHUNK_BYTES / 16) {
+            self.chunks.push(Vec::with_capacity(CHUNK_BYTES));
+        }
+        let chunk_index = self.chunks.len() - 1;
+        let Some(chunk) = self.chunks.last_mut() else { return };
+        let from = chunk.len();
+        print_reports(reports, show_skipped, chunk);
+        if chunk.len() > from {
+            // A chunk stays far below 4 GiB: a decision's lines start in its first 1 MiB.
+            let (Ok(chunk_index), Ok(from), Ok(to)) = (u32::try_from(chunk_index), u32::try_from(from), u32::try_from(chunk.len())) else { return };
+            self.decisions.push(PrintedDecision { turn: turn.clone(), chunk: chunk_index, from, to });
+        }
+    }
+
+    /// Every group's lines in turn order, those before `before` (a failed decision) only.
+    fn write_in_turn(&self, before: Option<&Turn>, out: &mut impl Write) {
+        use std::cmp::Reverse;
+        let ends = self.group_starts.iter().skip(1).copied().chain([self.decisions.len()]);
+        let groups: Vec<std::ops::Range<usize>> = self.group_starts.iter().copied().zip(ends).map(|(start, end)| start..end).collect();
+        // Each group's next decision: (its turn, its group, its index in `decisions`).
+        let mut next: std::collections::BinaryHeap<Reverse<(&Turn, usize, usize)>> =
+            groups.iter().enumerate().filter(|(_, range)| !range.is_empty()).map(|(g, range)| Reverse((&self.decisions[range.start].turn, g, range.start))).collect();
+        while let Some(Reverse((turn, g, at))) = next.pop() {
+            if before.is_some_and(|failed| turn >= failed) {
+                break;
+            }
+            let decision = &self.decisions[at];
+            let _ = out.write_all(&self.chunks[decision.chunk as usize][decision.from as usize..decision.to as usize]);
+            if at + 1 < groups[g].end {
+                next.push(Reverse((&self.decisions[at + 1].turn, g, at + 1)));
+            }
+        }
+    }
+}
+
+/// The customers a few at a time (`per_group`, in the order they first appear), each group
+/// simulated alone from `start` to `horizon` in the one store, which forgets its states after
+/// it; the lines are printed at the end in the order of one simulation of them all (their
+/// turns). Run together, a store's customer states are spread over more memory than the
+/// cache holds: a year of 100k customers took 1.6 times as long per event as one of 1k
+/// (BENCHMARKS.md, simulator, item 101).
+/// A line that cannot be run stops the run: what came before it in that order is printed.
+async fn run_in_groups(simulation: &mut Simulation, events: Vec<InputEvent>, start: DateTime<Utc>, horizon: DateTime<Utc>, per_group: usize, print: Option<Printing>, out: &mut impl Write) -> Result<(), BadInput> {
+    let mut printed = Printed::default();
+    let mut failure: Option<(Turn, BadInput)> = None;
+    for group in into_groups(events, per_group) {
+        simulation.restart(start);
+        printed.start_group();
+        let mut keep = |turn: &Turn, reports: &[SendReport]| {
+            if let Some(print) = print {
+                printed.keep(turn, reports, print.show_skipped);
+            }
+        };
+        if let Err((turn, error)) = run_group(simulation, group, horizon, &mut keep).await {
+            if failure.as_ref().is_none_or(|(first, _)| turn < *first) {
+                failure = Some((turn, error));
+            }
+        }
+    }
+    printed.write_in_turn(failure.as_ref().map(|(turn, _)| turn), out);
+    match failure {
+        Some((_, error)) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// One group's events, then its steps due up to `horizon`.
+async fn run_group(simulation: &mut Simulation, group: Vec<(u64, InputEvent)>, horizon: DateTime<Utc>, keep: &mut impl FnMut(&Turn, &[SendReport])) -> Result<(), (Turn, BadInput)> {
+    // Consumed: each event is freed once run.
+    for (index, event) in group {
+        simulation.ingest_event_in_turn(&event.event, index, keep).await.map_err(|(turn, e)| (turn, run_error(event.line, e)))?;
+    }
+    simulation.run_until_in_turn(horizon, keep).await.map_err(|(turn, e)| (turn, BadInput(e.to_string())))
+}
+
+/// The events by customer group, each group's in time order with its index in that order.
+fn into_groups(events: Vec<InputEvent>, per_group: usize) -> Vec<Vec<(u64, InputEvent)>> {
+    let per_group = per_group.max(1);
+    let mut group_of: rustc_hash::FxHashMap<aftercare_core::domain::CustomerId, usize> = Default::default();
+    let mut groups: Vec<Vec<(u64, InputEvent)>> = Vec::new();
+    for (index, event) in (0u64..).zip(events) {
+        let next = group_of.len() / per_group;
+        let group = *group_of.entry(event.event.customer.id.clone()).or_insert(next);
+        if group == groups.len() {
+            groups.push(Vec::new());
+        }
+        groups[group].push((index, event));
+    }
+    groups
 }
 
 /// Generic over the writer: serde_json writes a line in a dozen small pieces, and through

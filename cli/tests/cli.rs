@@ -115,6 +115,61 @@ fn simulate_stops_with_exit_code_2_naming_the_line_and_field() {
     assert!(text(&out.stderr).contains("line 1: $: not valid JSON"), "{}", text(&out.stderr));
 }
 
+/// Customers simulated a group at a time print what one simulation of them all prints, in the
+/// same order (ties at the same second included): with skips, with --until before the last
+/// event, and up to a line that stops the run.
+#[test]
+fn simulate_prints_the_same_lines_however_many_customers_go_to_a_group() {
+    let dir = temp_dir("groups");
+    // A month of them: steps fall due at the very second of other customers' events.
+    let generated = aftercare(&["generate", "--customers", "200", "--days", "30"]);
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    let store = dir.join("store.jsonl");
+    std::fs::write(&store, &generated.stdout).unwrap();
+    let simulate = |file: &Path, per_group: &str, extra: &[&str]| {
+        let args: Vec<&str> = ["simulate", "--events", file.to_str().unwrap(), "--show-skipped", "--customers-per-group", per_group].into_iter().chain(extra.iter().copied()).collect();
+        aftercare(&args)
+    };
+    for extra in [&[][..], &["--until", "2026-01-20T00:00:00Z"]] {
+        let together = simulate(&store, "0", extra);
+        assert!(together.status.success(), "{}", text(&together.stderr));
+        let lines = text(&together.stdout).lines().count();
+        assert!(lines > 1000, "{lines} lines");
+        for per_group in ["1", "7", "1000"] {
+            let grouped = simulate(&store, per_group, extra);
+            assert!(grouped.status.success(), "{}", text(&grouped.stderr));
+            assert!(grouped.stdout == together.stdout, "{per_group} to a group, {extra:?}: {} lines against {lines}", text(&grouped.stdout).lines().count());
+        }
+    }
+    // The report counts the same too (its counters stay from group to group).
+    let report = |per_group: &str| simulate(&store, per_group, &["--report", "--format", "json", "--from", "2026-01-01", "--to", "2026-03-31"]);
+    let (together, grouped) = (report("0"), report("7"));
+    assert!(together.status.success(), "{}", text(&together.stderr));
+    assert!(text(&together.stdout).contains("\"sent\":"), "{}", text(&together.stdout));
+    assert_eq!(text(&grouped.stdout), text(&together.stdout));
+    // A customer never seen, without an email, in the middle of the month.
+    let events = text(&generated.stdout);
+    let middle: Vec<&str> = events.lines().collect();
+    let at = serde_json::from_str::<serde_json::Value>(middle[middle.len() / 2]).unwrap()["occurred_at"].as_str().unwrap().to_owned();
+    let unknown = serde_json::json!({"id": "no-email", "type": "order_placed", "occurred_at": at, "customer": {"id": "c-unknown"}, "order": {"id": "o-x", "items": [{"sku": "MUG-STONE", "quantity": 1}]}});
+    let mut with_bad = middle.clone();
+    let bad_line = with_bad.len() / 2 + 1;
+    let unknown = unknown.to_string();
+    with_bad.insert(bad_line - 1, &unknown);
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, with_bad.join("\n")).unwrap();
+    let together = simulate(&bad, "0", &[]);
+    assert_eq!(together.status.code(), Some(2));
+    assert!(text(&together.stderr).contains(&format!("line {bad_line}: customer.email")), "{}", text(&together.stderr));
+    let printed = text(&together.stdout).lines().count();
+    assert!(printed > 100 && text(&together.stdout).lines().all(|l| l.split("\"at\":\"").nth(1).unwrap() <= at.as_str()), "the lines before it: {printed}");
+    for per_group in ["1", "7"] {
+        let grouped = simulate(&bad, per_group, &[]);
+        assert_eq!((grouped.status.code(), text(&grouped.stderr)), (Some(2), text(&together.stderr)));
+        assert!(grouped.stdout == together.stdout, "{per_group} to a group: {} lines against {printed}", text(&grouped.stdout).lines().count());
+    }
+}
+
 #[test]
 fn preview_writes_a_gallery_of_every_template_and_locale() {
     let dir = temp_dir("preview");

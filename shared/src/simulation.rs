@@ -34,6 +34,42 @@ pub struct Simulation {
     feedback: Mutex<BTreeMap<(DateTime<Utc>, u64), Event>>,
     feedback_made: AtomicU64,
     feedback_delivered: AtomicU64,
+    /// The turn of the last decision made in turn (`ingest_event_in_turn`, `run_until_in_turn`).
+    last_turn: Option<Turn>,
+    /// One list for every decision made in turn, reused.
+    reports_in_turn: Vec<SendReport>,
+}
+
+/// Where a decision falls in the one order a simulation of all customers together makes them
+/// (FLOWS.md §4): by time; at the same time due steps before events, steps by schedule name,
+/// events in input order.
+///
+/// Customers never touch each other's state, so a store's customers can be simulated a group
+/// at a time, each group's states staying in the cache, and their decisions put back in that
+/// one order by their turns (BENCHMARKS.md, simulator, item 101). One catch: a step due before
+/// the decision that scheduled it (made after its time) still comes after that decision, and
+/// before anything else: in the order of turns it takes the place of the decision before it,
+/// `after` it. A group's turns therefore only grow, and the turns of all groups sorted
+/// together are the order of one simulation of them all.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Turn {
+    place: Place,
+    after: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    at: DateTime<Utc>,
+    of: PlaceOf,
+}
+
+/// Declared in this order: at the same time, steps come before events.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum PlaceOf {
+    /// By schedule name, as the scheduler fires them.
+    Step(Arc<str>),
+    /// By the event's index in time order (ties in file order).
+    Event(u64),
 }
 
 impl Simulation {
@@ -72,6 +108,8 @@ impl Simulation {
             feedback: Mutex::new(BTreeMap::new()),
             feedback_made: AtomicU64::new(0),
             feedback_delivered: AtomicU64::new(0),
+            last_turn: None,
+            reports_in_turn: Vec::new(),
         })
     }
 
@@ -172,6 +210,65 @@ impl Simulation {
                 queue.insert((event.occurred_at_utc(), n), event);
             }
         }
+    }
+
+    /// As [`Simulation::ingest_event_into`], handing each decision's sends and skips to `each`
+    /// with its [`Turn`]: the steps due up to the event's time, then the event, the `index`-th
+    /// in time order. The recipients' feedback is not modelled in turns (it has no place in
+    /// the one order: the engagement model draws for every customer from one sequence).
+    /// An error comes with the turn of the decision that failed.
+    pub async fn ingest_event_in_turn(&mut self, event: &Event, index: u64, each: &mut impl FnMut(&Turn, &[SendReport])) -> Result<(), (Turn, ServiceError)> {
+        let at = event.occurred_at_utc();
+        self.run_steps_in_turn(at, each).await?;
+        let turn = self.next_turn(Place { at, of: PlaceOf::Event(index) });
+        self.clock.set(at.max(self.clock_now()));
+        let mut reports = std::mem::take(&mut self.reports_in_turn);
+        reports.clear();
+        match self.app.ingest_event(event, &mut reports).await {
+            Ok(_) => each(&turn, &reports),
+            Err(e) => return Err((turn, e)),
+        }
+        self.reports_in_turn = reports;
+        Ok(())
+    }
+
+    /// As [`Simulation::run_until_each`], each decision's sends and skips with its turn.
+    pub async fn run_until_in_turn(&mut self, until: DateTime<Utc>, each: &mut impl FnMut(&Turn, &[SendReport])) -> Result<(), (Turn, ServiceError)> {
+        self.run_steps_in_turn(until, each).await
+    }
+
+    async fn run_steps_in_turn(&mut self, until: DateTime<Utc>, each: &mut impl FnMut(&Turn, &[SendReport])) -> Result<(), (Turn, ServiceError)> {
+        let mut reports = std::mem::take(&mut self.reports_in_turn);
+        while let Some(step) = self.scheduler.take_next_due(until) {
+            let turn = self.next_turn(Place { at: step.at, of: PlaceOf::Step(step.name) });
+            self.clock.set(step.at);
+            reports.clear();
+            match self.app.run_step(&step.due, &mut reports).await {
+                Ok(_) => each(&turn, &reports),
+                Err(e) => return Err((turn, e)),
+            }
+        }
+        self.reports_in_turn = reports;
+        Ok(())
+    }
+
+    /// The turn of a decision at `place`: there, or right after the last one if that was later.
+    fn next_turn(&mut self, place: Place) -> Turn {
+        let turn = match self.last_turn.take() {
+            Some(last) if place <= last.place => Turn { after: last.after + 1, place: last.place },
+            _ => Turn { place, after: 0 },
+        };
+        self.last_turn = Some(turn.clone());
+        turn
+    }
+
+    /// Starts over at `start`, for other customers: the states, pending schedules and turns
+    /// go; the counters stay, so a report covers every group of customers run.
+    pub fn restart(&mut self, start: DateTime<Utc>) {
+        self.store.forget_customers();
+        self.scheduler.forget_pending();
+        self.clock.set(start);
+        self.last_turn = None;
     }
 
     /// Feedback events processed so far (each one a feedback-function invocation on AWS).
@@ -281,5 +378,60 @@ mod tests {
         assert!(gathered.len() > 256, "more than a batch: {}", gathered.len());
         assert!(batches.len() > 1 && batches.iter().all(|b| b.len() <= 256), "{:?}", batches.iter().map(Vec::len).collect::<Vec<_>>());
         assert_eq!(batches.concat(), gathered);
+    }
+
+    /// Customers run one at a time from the same start, their decisions sorted by turn, come
+    /// in the order of one simulation of them all; their orders at the same times make steps
+    /// fall due at the same instants, where the schedule names decide.
+    #[tokio::test]
+    async fn customers_run_apart_and_sorted_by_turn_come_in_the_order_of_one_run() {
+        let start = at("2026-11-20T00:00:00Z");
+        let times = ["2026-11-20T10:15:00+09:00", "2026-11-20T10:15:00+09:00", "2026-11-21T10:15:00+09:00"];
+        let mut events: Vec<Event> = (0..12).map(|n| Event::parse(&order_placed(&format!("e{n}"), &format!("c{}", n % 4), &format!("o{n}"), times[n % 3])).unwrap()).collect();
+        events.sort_by_key(Event::occurred_at_utc);
+        let until = at("2027-06-01T00:00:00Z");
+        let together = Simulation::sends_only(repo_flows(), start).unwrap();
+        let mut one_run = Vec::new();
+        for event in &events {
+            together.ingest_event_into(event, &mut one_run).await.unwrap();
+        }
+        one_run.extend(together.run_until(until).await.unwrap());
+
+        let mut apart = Simulation::sends_only(repo_flows(), start).unwrap();
+        let mut in_turns: Vec<(Turn, Vec<SendReport>)> = Vec::new();
+        let mut keep = |turn: &Turn, reports: &[SendReport]| in_turns.push((turn.clone(), reports.to_vec()));
+        for customer in ["c0", "c1", "c2", "c3"] {
+            apart.restart(start);
+            for (index, event) in (0u64..).zip(&events).filter(|(_, e)| e.customer.id.as_str() == customer) {
+                apart.ingest_event_in_turn(event, index, &mut keep).await.unwrap();
+            }
+            apart.run_until_in_turn(until, &mut keep).await.unwrap();
+        }
+        in_turns.sort_by(|a, b| a.0.cmp(&b.0));
+        // The mailer numbers its messages in the order it sends them, which differs.
+        let unnumbered = |reports: Vec<SendReport>| reports.into_iter().map(|r| SendReport { message_id: None, ..r }).collect::<Vec<_>>();
+        let merged = unnumbered(in_turns.into_iter().flat_map(|(_, reports)| reports).collect());
+        assert!(one_run.len() > 24, "{}", one_run.len());
+        assert_eq!(merged, unnumbered(one_run));
+    }
+
+    /// A decision placed before the last one (a step due before the decision that scheduled
+    /// it) comes right after that one: after it, and before anything another group placed
+    /// later; at the same instant, steps come before events.
+    #[test]
+    fn a_decision_placed_before_the_last_one_comes_right_after_it() {
+        let mut simulation = Simulation::sends_only(repo_flows(), at("2026-11-20T00:00:00Z")).unwrap();
+        let place = |time: &str, of: PlaceOf| Place { at: at(time), of };
+        let step = |name: &str| PlaceOf::Step(Arc::from(name));
+        let event = simulation.next_turn(place("2026-11-20T10:00:00Z", PlaceOf::Event(5)));
+        let late_step = simulation.next_turn(place("2026-11-20T09:00:00Z", step("b")));
+        let step_at_the_same_instant = simulation.next_turn(place("2026-11-20T10:00:00Z", step("a")));
+        let later = simulation.next_turn(place("2026-11-20T11:00:00Z", PlaceOf::Event(6)));
+        assert!(event < late_step && late_step < step_at_the_same_instant && step_at_the_same_instant < later);
+        let mut other_group = Simulation::sends_only(repo_flows(), at("2026-11-20T00:00:00Z")).unwrap();
+        let next_event = other_group.next_turn(place("2026-11-20T10:00:00Z", PlaceOf::Event(7)));
+        assert!(step_at_the_same_instant < next_event && next_event < later);
+        let mut third_group = Simulation::sends_only(repo_flows(), at("2026-11-20T00:00:00Z")).unwrap();
+        assert!(third_group.next_turn(place("2026-11-20T10:00:00Z", step("z"))) < event, "a step before an event of its instant");
     }
 }

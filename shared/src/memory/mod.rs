@@ -69,6 +69,10 @@ impl MemoryStore {
     pub fn lending(self) -> Self {
         Self { lending: true, ..self }
     }
+    /// Drops every customer's state, seen events and timeline; the counters stay.
+    pub fn forget_customers(&self) {
+        lock(&self.customers).clear();
+    }
     pub fn customer_ids(&self) -> Vec<CustomerId> {
         lock(&self.customers).keys().cloned().collect()
     }
@@ -193,6 +197,10 @@ impl MemoryScheduler {
         let mut all: Vec<_> = schedules.iter().map(|p| ScheduledStep { name: p.name.clone(), at: p.at, due: p.due.clone() }).collect();
         all.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.name.cmp(&b.name)));
         all
+    }
+    /// Drops every pending schedule (the counts of calls stay).
+    pub fn forget_pending(&self) {
+        *lock(&self.schedules) = Schedules::default();
     }
     /// When the earliest pending schedule is due.
     pub fn next_due_at(&self) -> Option<DateTime<Utc>> {
