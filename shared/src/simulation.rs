@@ -263,7 +263,8 @@ impl Simulation {
     }
 
     /// Starts over at `start`, for other customers: the states, pending schedules and turns
-    /// go; the counters stay, so a report covers every group of customers run.
+    /// go; the counters stay, so a report covers every group of customers run. For a
+    /// simulation on its own memory store (not `with_store`'s, which it does not reach).
     pub fn restart(&mut self, start: DateTime<Utc>) {
         self.store.forget_customers();
         self.scheduler.forget_pending();
