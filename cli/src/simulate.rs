@@ -184,7 +184,9 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     // With --report on standard output, the report replaces the send lines.
     let print = (!args.report || args.output.out.is_some()).then_some(Printing { show_skipped: args.show_skipped });
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    // The groups' lines go out at the end, 0.4 GB of them at 100k customers: in 1 MiB writes
+    // rather than 8 KiB ones.
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let ran = if args.engagement || args.customers_per_group == 0 {
         run_together(&simulation, events, until, print, &mut out).await
     } else {
