@@ -1,15 +1,17 @@
 //! `aftercare simulate`: FLOWS.md §4. The real engine and services on in-memory ports,
 //! driven by a virtual clock: months of flows in milliseconds.
 
+use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Write};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use aftercare_core::domain::{Event, JsonDoc, LineItem};
+use aftercare_core::domain::{CustomerId, Event, JsonDoc, LineItem};
 use aftercare_core::flow::FlowSet;
 use aftercare_core::service::{SendReport, ServiceError};
 use aftercare_core::simulation::{Simulation, Turn};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(clap::Args)]
 pub struct SimulateArgs {
@@ -125,19 +127,148 @@ pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<InputEvent>, BadInput> {
             Ok(_) => {}
             Err(e) => return Err(BadInput(format!("line {line}: cannot read: {e}"))),
         }
-        let text = std::str::from_utf8(&bytes).map_err(|_| BadInput(format!("line {line}: cannot read: stream did not contain valid UTF-8")))?;
-        if text.trim().is_empty() {
-            continue;
-        }
-        // A `JsonDoc`, not a `Value`: its strings borrow from the line, and the event is read
-        // from it by the same rules (BENCHMARKS.md, item 40).
-        let doc: JsonDoc = serde_json::from_str(text).map_err(|e| BadInput(format!("line {line}: $: not valid JSON: {e}")))?;
-        let mut event = Event::parse_doc(&doc).map_err(|e| BadInput(field_message(line, &e.field, &e.message)))?;
+        let Some(mut event) = parse_line(line, &bytes)? else { continue };
         shared_items.share(&mut event);
         events.push(InputEvent { line, at: event.occurred_at_utc(), event: Box::new(event) });
     }
     events.sort_by_key(|e| e.at);
     Ok(events)
+}
+
+/// One line's envelope, checked; `None` for a blank line. `bytes` is the line as read, with
+/// its newline if it has one.
+fn parse_line(line: usize, bytes: &[u8]) -> Result<Option<Event>, BadInput> {
+    let text = std::str::from_utf8(bytes).map_err(|_| BadInput(format!("line {line}: cannot read: stream did not contain valid UTF-8")))?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    // A `JsonDoc`, not a `Value`: its strings borrow from the line, and the event is read
+    // from it by the same rules (BENCHMARKS.md, item 40).
+    let doc: JsonDoc = serde_json::from_str(text).map_err(|e| BadInput(format!("line {line}: $: not valid JSON: {e}")))?;
+    Event::parse_doc(&doc).map(Some).map_err(|e| BadInput(field_message(line, &e.field, &e.message)))
+}
+
+/// The events file, read once into its customers' groups: each line, read for its time and
+/// customer only, goes into the group of its customer (`per_group` customers to a group, in
+/// the order they first appear in the file), and the rest of it is parsed when the group
+/// runs, into memory the cache still holds, and freed right after. Parsed all at first, the
+/// events of 100k customers took 0.6 GB, a group's spread over all of it (BENCHMARKS.md,
+/// simulator, item 103).
+struct GroupedLines {
+    groups: Vec<LineGroup>,
+    /// The first and the last event's times.
+    span: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// A group's lines.
+#[derive(Default)]
+struct LineGroup {
+    /// Their text as read, in chunks that stay put, a line never split; freed when the
+    /// group has run, for the groups after it.
+    chunks: Vec<Vec<u8>>,
+    /// In file order as read; in time order (ties in file order) once the file is read.
+    lines: Vec<GroupLine>,
+}
+
+struct GroupLine {
+    line: usize,
+    at: DateTime<Utc>,
+    chunk: usize,
+    text: Range<usize>,
+}
+
+/// The size of a group's chunk of lines: a group of 32 customers' year is ~130 KB, and its
+/// last chunk is on average half empty.
+const LINE_CHUNK_BYTES: usize = 16 << 10;
+
+impl LineGroup {
+    fn push(&mut self, line: usize, at: DateTime<Utc>, text: &[u8]) {
+        if self.chunks.last().is_none_or(|chunk| chunk.capacity() - chunk.len() < text.len()) {
+            self.chunks.push(Vec::with_capacity(LINE_CHUNK_BYTES.max(text.len())));
+        }
+        let chunk = self.chunks.len() - 1;
+        let Some(bytes) = self.chunks.last_mut() else { return };
+        let from = bytes.len();
+        bytes.extend_from_slice(text);
+        self.lines.push(GroupLine { line, at, chunk, text: from..bytes.len() });
+    }
+
+    fn text(&self, line: &GroupLine) -> &[u8] {
+        &self.chunks[line.chunk][line.text.clone()]
+    }
+}
+
+/// The only fields a line's head is read for; the rest of the line is checked as JSON, not
+/// kept.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    occurred_at: Cow<'a, str>,
+    #[serde(borrow)]
+    customer: HeadCustomer<'a>,
+}
+
+#[derive(Deserialize)]
+struct HeadCustomer<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+}
+
+/// Every line into its customer's group. A line whose head cannot be read so (a blank one, a
+/// bad one, or one only the envelope's rules accept, such as one with a key twice) is parsed
+/// whole, by those rules; a bad line stops the reading, and the first bad line of the file
+/// is reported, as `read_events` reports it.
+fn read_groups(path: &PathBuf, per_group: usize) -> Result<GroupedLines, BadInput> {
+    let per_group = per_group.max(1);
+    let file = std::fs::File::open(path).map_err(|e| BadInput(format!("cannot open {}: {e}", path.display())))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut group_of: rustc_hash::FxHashMap<CustomerId, usize> = Default::default();
+    let mut groups: Vec<LineGroup> = Vec::new();
+    let mut span: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+    let mut bytes = Vec::new();
+    for line in 1.. {
+        bytes.clear();
+        match reader.read_until(b'\n', &mut bytes) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(BadInput(format!("line {line}: cannot read: {e}"))),
+        }
+        let (at, customer) = match read_head(&bytes) {
+            Some(head) => head,
+            None => match parse_line(line, &bytes) {
+                Ok(Some(event)) => (event.occurred_at_utc(), event.customer.id),
+                Ok(None) => continue,
+                Err(error) => return Err(first_bad_line(&groups, error)),
+            },
+        };
+        let next = group_of.len() / per_group;
+        let group = *group_of.entry(customer).or_insert(next);
+        if group == groups.len() {
+            groups.push(LineGroup::default());
+        }
+        groups[group].push(line, at, &bytes);
+        span = Some(span.map_or((at, at), |(first, last)| (first.min(at), last.max(at))));
+    }
+    for group in &mut groups {
+        group.lines.sort_by_key(|l| l.at);
+    }
+    Ok(GroupedLines { groups, span })
+}
+
+/// A line's time and customer, read and checked as the envelope's rules read them, or
+/// `None` if this quick reading cannot tell.
+fn read_head(bytes: &[u8]) -> Option<(DateTime<Utc>, CustomerId)> {
+    let head: Head = serde_json::from_str(std::str::from_utf8(bytes).ok()?).ok()?;
+    let at = DateTime::parse_from_rfc3339(&head.occurred_at).ok()?.with_timezone(&Utc);
+    Some((at, CustomerId::parse(&head.customer.id).ok()?))
+}
+
+/// The first of these groups' lines in file order that does not parse: the one to report,
+/// for a line found bad while running need not be the first. `found` if there is none.
+fn first_bad_line(groups: &[LineGroup], found: BadInput) -> BadInput {
+    let mut lines: Vec<(usize, &[u8])> = groups.iter().flat_map(|group| group.lines.iter().map(move |l| (l.line, group.text(l)))).collect();
+    lines.sort_unstable_by_key(|(line, _)| *line);
+    lines.into_iter().find_map(|(line, text)| parse_line(line, text).err()).unwrap_or(found)
 }
 
 /// An order's lines, kept once for all its events: placed, shipped and delivered each carry
@@ -166,17 +297,20 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     let flows = FlowSet::load_dir(&args.flows).map_err(|errors| {
         BadInput(errors.iter().map(|e| format!("{}/{e}", args.flows.display())).collect::<Vec<_>>().join("\n"))
     })?;
-    let events = read_events(&args.events)?;
+    // The engagement model draws for every customer from one seeded sequence, in the order
+    // the emails go out: its simulation runs all customers together.
+    let together = args.engagement || args.customers_per_group == 0;
+    let per_group = args.customers_per_group as usize;
+    let input = if together { Input::Events(read_events(&args.events)?) } else { Input::Grouped(read_groups(&args.events, per_group)?) };
+    let span = input.span();
     let until = match &args.until {
         Some(text) => DateTime::parse_from_rfc3339(text).map_err(|_| BadInput(format!("--until: {text:?} is not an RFC 3339 time")))?.with_timezone(&Utc),
-        None => events.last().map_or_else(Utc::now, |e| e.at) + Duration::days(400),
+        None => span.map_or_else(Utc::now, |(_, last)| last) + Duration::days(400),
     };
-    let start = events.first().map_or(until, |e| e.at);
+    let start = span.map_or(until, |(first, _)| first);
     // Counters are for the report alone.
     let simulation = if args.report { Simulation::new(flows, start) } else { Simulation::sends_only(flows, start) };
     let mut simulation = simulation.map_err(|e| BadInput(format!("{}: {e:#}", args.flows.display())))?;
-    // The engagement model draws for every customer from one seeded sequence, in the order
-    // the emails go out: its simulation runs all customers together.
     if args.engagement {
         simulation = simulation.with_recipients(Box::new(crate::engagement::EngagementModel::new(args.seed, crate::engagement::TYPICAL)));
     }
@@ -187,12 +321,13 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     // The groups' lines go out at the end, 0.4 GB of them at 100k customers: in 1 MiB writes
     // rather than 8 KiB ones.
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let ran = if args.engagement || args.customers_per_group == 0 {
-        run_together(&simulation, events, until, print, &mut out).await
-    } else {
-        // Steps up to the last event fire as they would before it, also past --until.
-        let horizon = events.last().map_or(until, |e| e.at.max(until));
-        run_in_groups(&mut simulation, events, start, horizon, args.customers_per_group as usize, print, &mut out).await
+    let ran = match input {
+        Input::Events(events) => run_together(&simulation, events, until, print, &mut out).await,
+        Input::Grouped(lines) => {
+            // Steps up to the last event fire as they would before it, also past --until.
+            let horizon = span.map_or(until, |(_, last)| last.max(until));
+            run_in_groups(&mut simulation, lines.groups, start, horizon, print, &mut out).await
+        }
     };
     let _ = out.flush();
     drop(out);
@@ -204,6 +339,23 @@ async fn simulate(args: &SimulateArgs) -> Result<(), BadInput> {
     // The process ends here: freeing every customer's state one by one first would only take time.
     std::mem::forget(simulation);
     Ok(())
+}
+
+/// The events to simulate: parsed, for a run of all customers together, or as lines in
+/// groups of customers, to parse a group at a time.
+enum Input {
+    Events(Vec<InputEvent>),
+    Grouped(GroupedLines),
+}
+
+impl Input {
+    /// The first and the last event's times.
+    fn span(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        match self {
+            Input::Events(events) => Some((events.first()?.at, events.last()?.at)),
+            Input::Grouped(lines) => lines.span,
+        }
+    }
 }
 
 /// Whether send lines are printed, and which.
@@ -265,7 +417,7 @@ struct PrintedDecision {
 }
 
 /// A chunk of printed lines; a decision's lines go whole into one.
-const CHUNK_BYTES: usize = 1 << 20;
+const CHUNK_BYTES: usize = 16 << 10;
 
 impl Printed {
     fn start_group(&mut self) {
@@ -309,17 +461,16 @@ impl Printed {
     }
 }
 
-/// The customers a few at a time (`per_group`, in the order they first appear), each group
-/// simulated alone from `start` to `horizon` in the one store, which forgets its states after
-/// it; the lines are printed at the end in the order of one simulation of them all (their
+/// The customers' groups one at a time, each simulated alone from `start` to `horizon` in the
+/// one store, which forgets its states after it; the lines are printed at the end in the order of one simulation of them all (their
 /// turns). Run together, a store's customer states are spread over more memory than the
 /// cache holds: a year of 100k customers took 1.6 times as long per event as one of 1k
 /// (BENCHMARKS.md, simulator, item 101).
 /// A line that cannot be run stops the run: what came before it in that order is printed.
-async fn run_in_groups(simulation: &mut Simulation, events: Vec<InputEvent>, start: DateTime<Utc>, horizon: DateTime<Utc>, per_group: usize, print: Option<Printing>, out: &mut impl Write) -> Result<(), BadInput> {
+async fn run_in_groups(simulation: &mut Simulation, mut groups: Vec<LineGroup>, start: DateTime<Utc>, horizon: DateTime<Utc>, print: Option<Printing>, out: &mut impl Write) -> Result<(), BadInput> {
     let mut printed = Printed::default();
     let mut failure: Option<(Turn, BadInput)> = None;
-    for group in into_groups(events, per_group) {
+    for g in 0..groups.len() {
         simulation.restart(start);
         printed.start_group();
         let mut keep = |turn: &Turn, reports: &[SendReport]| {
@@ -327,11 +478,18 @@ async fn run_in_groups(simulation: &mut Simulation, events: Vec<InputEvent>, sta
                 printed.keep(turn, reports, print.show_skipped);
             }
         };
-        if let Err((turn, error)) = run_group(simulation, group, horizon, &mut keep).await {
-            if failure.as_ref().is_none_or(|(first, _)| turn < *first) {
-                failure = Some((turn, error));
+        match run_group(simulation, &groups[g], horizon, &mut keep).await {
+            Ok(()) => {}
+            // The groups run before parsed whole. As when every line is parsed first,
+            // nothing is printed.
+            Err(GroupFailure::BadLine(error)) => return Err(first_bad_line(&groups[g..], error)),
+            Err(GroupFailure::Run(turn, error)) => {
+                if failure.as_ref().is_none_or(|(first, _)| turn < *first) {
+                    failure = Some((turn, error));
+                }
             }
         }
+        groups[g] = LineGroup::default();
     }
     printed.write_in_turn(failure.as_ref().map(|(turn, _)| turn), out);
     match failure {
@@ -340,29 +498,27 @@ async fn run_in_groups(simulation: &mut Simulation, events: Vec<InputEvent>, sta
     }
 }
 
-/// One group's events, then its steps due up to `horizon`.
-async fn run_group(simulation: &mut Simulation, group: Vec<(u64, InputEvent)>, horizon: DateTime<Utc>, keep: &mut impl FnMut(&Turn, &[SendReport])) -> Result<(), (Turn, BadInput)> {
-    // Consumed: each event is freed once run.
-    for (index, event) in group {
-        simulation.ingest_event_in_turn(&event.event, index, keep).await.map_err(|(turn, e)| (turn, run_error(event.line, e)))?;
-    }
-    simulation.run_until_in_turn(horizon, keep).await.map_err(|(turn, e)| (turn, BadInput(e.to_string())))
+/// Why a group stopped.
+enum GroupFailure {
+    /// A line that does not parse.
+    BadLine(BadInput),
+    /// A decision that could not be run, at its turn.
+    Run(Turn, BadInput),
 }
 
-/// The events by customer group, each group's in time order with its index in that order.
-fn into_groups(events: Vec<InputEvent>, per_group: usize) -> Vec<Vec<(u64, InputEvent)>> {
-    let per_group = per_group.max(1);
-    let mut group_of: rustc_hash::FxHashMap<aftercare_core::domain::CustomerId, usize> = Default::default();
-    let mut groups: Vec<Vec<(u64, InputEvent)>> = Vec::new();
-    for (index, event) in (0u64..).zip(events) {
-        let next = group_of.len() / per_group;
-        let group = *group_of.entry(event.event.customer.id.clone()).or_insert(next);
-        if group == groups.len() {
-            groups.push(Vec::new());
-        }
-        groups[group].push((index, event));
+/// One group's events, each parsed at its turn and freed after it, then its steps due up to
+/// `horizon`.
+async fn run_group(simulation: &mut Simulation, group: &LineGroup, horizon: DateTime<Utc>, keep: &mut impl FnMut(&Turn, &[SendReport])) -> Result<(), GroupFailure> {
+    // An order is one customer's: its events are all in this group.
+    let mut shared_items = SharedItems::default();
+    for line in &group.lines {
+        let Some(mut event) = parse_line(line.line, group.text(line)).map_err(GroupFailure::BadLine)? else { continue };
+        shared_items.share(&mut event);
+        // The line number ranks events at the same time as the file does.
+        let input_order = line.line as u64;
+        simulation.ingest_event_in_turn(&event, input_order, keep).await.map_err(|(turn, e)| GroupFailure::Run(turn, run_error(line.line, e)))?;
     }
-    groups
+    simulation.run_until_in_turn(horizon, keep).await.map_err(|(turn, e)| GroupFailure::Run(turn, BadInput(e.to_string())))
 }
 
 /// Generic over the writer: serde_json writes a line in a dozen small pieces, and through
@@ -415,9 +571,9 @@ mod tests {
         assert_eq!(read, [("e2".to_owned(), 4), ("e1".to_owned(), 1)]);
     }
 
-    #[test]
-    fn events_from_a_pipe_are_read_once_and_all_of_them() {
-        let path = std::env::temp_dir().join(format!("aftercare-read-events-{}-fifo", std::process::id()));
+    /// The event ids `read` reads from a pipe written on another thread.
+    fn read_from_a_pipe(name: &str, read: fn(&PathBuf) -> Vec<String>) -> Vec<String> {
+        let path = std::env::temp_dir().join(format!("aftercare-read-events-{}-fifo-{name}", std::process::id()));
         std::fs::remove_file(&path).ok();
         let made = std::process::Command::new("mkfifo").arg(&path).status().expect("mkfifo runs");
         assert!(made.success());
@@ -427,13 +583,53 @@ mod tests {
             std::thread::spawn(move || std::fs::write(path, text).unwrap())
         };
         // Read on a thread: opening the pipe a second time would wait for a writer forever.
-        let (done, read) = std::sync::mpsc::channel();
+        let (done, read_ids) = std::sync::mpsc::channel();
         let reading = path.clone();
-        std::thread::spawn(move || done.send(read_events(&reading).unwrap()));
-        let events = read.recv_timeout(std::time::Duration::from_secs(20)).expect("the pipe is read once, to its end");
+        std::thread::spawn(move || done.send(read(&reading)));
+        let ids = read_ids.recv_timeout(std::time::Duration::from_secs(20)).expect("the pipe is read once, to its end");
         writer.join().unwrap();
         std::fs::remove_file(path).ok();
-        assert_eq!(events.iter().map(|e| e.event.id.as_str()).collect::<Vec<_>>(), ["e1", "e2"]);
+        ids
+    }
+
+    #[test]
+    fn events_from_a_pipe_are_read_once_and_all_of_them() {
+        let parsed = read_from_a_pipe("parsed", |path| read_events(path).unwrap().iter().map(|e| e.event.id.as_str().to_owned()).collect());
+        assert_eq!(parsed, ["e1", "e2"]);
+        let grouped = read_from_a_pipe("grouped", |path| {
+            let read = read_groups(path, 32).unwrap();
+            read.groups.iter().flat_map(|g| g.lines.iter().map(|l| parse_line(l.line, g.text(l)).unwrap().unwrap().id.as_str().to_owned())).collect()
+        });
+        assert_eq!(grouped, ["e1", "e2"]);
+    }
+
+    #[test]
+    fn lines_go_to_their_customers_group_in_time_order_with_their_numbers() {
+        let of = |id: &str, customer: &str, at: &str| {
+            serde_json::json!({"id": id, "type": "customer_registered", "occurred_at": at, "customer": {"id": customer}}).to_string()
+        };
+        let lines = [
+            of("e1", "c1", "2026-11-20T10:00:00Z") + "\r",
+            String::new(),
+            of("e2", "c2", "2026-11-20T09:00:00Z"),
+            of("e3", "c3", "2026-11-20T08:00:00Z"),
+            of("e4", "c1", "2026-11-20T07:00:00+00:00"),
+            of("e5", "c3", "2026-11-20T20:00:00+09:00"),
+            of("e6", "c2", "2026-11-20T09:00:00Z"),
+        ];
+        let path = file_with("groups", lines.join("\n").as_bytes());
+        let read = read_groups(&path, 2).unwrap();
+        std::fs::remove_file(path).ok();
+        let groups: Vec<Vec<(String, usize)>> = read
+            .groups
+            .iter()
+            .map(|g| g.lines.iter().map(|l| (parse_line(l.line, g.text(l)).unwrap().unwrap().id.as_str().to_owned(), l.line)).collect())
+            .collect();
+        let expected = |lines: &[(&str, usize)]| lines.iter().map(|(id, line)| (id.to_string(), *line)).collect::<Vec<_>>();
+        // Two customers to a group, in the order they first appear in the file; ties in file order.
+        assert_eq!(groups, [expected(&[("e4", 5), ("e2", 3), ("e6", 7), ("e1", 1)]), expected(&[("e3", 4), ("e5", 6)])]);
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        assert_eq!(read.span, Some((at("2026-11-20T07:00:00Z"), at("2026-11-20T11:00:00Z"))));
     }
 
     #[test]

@@ -170,6 +170,70 @@ fn simulate_prints_the_same_lines_however_many_customers_go_to_a_group() {
     }
 }
 
+/// A group's lines are parsed whole only when it runs, yet a bad line stops the run as when
+/// every line is parsed first: the file's first bad line is named, and nothing is printed.
+#[test]
+fn simulate_in_groups_names_the_files_first_bad_line_and_prints_nothing_before_it() {
+    let dir = temp_dir("first-bad-line");
+    let registered = |id: &str, customer: &str, email: &str, at: &str| {
+        serde_json::json!({"id": id, "type": "customer_registered", "occurred_at": at, "customer": {"id": customer, "email": email, "marketing_consent": true}}).to_string()
+    };
+    let c1 = registered("e1", "c1", "c1@example.jp", "2026-11-01T00:00:00Z");
+    let c2 = registered("e2", "c2", "c2@example.jp", "2026-11-02T00:00:00Z");
+    // Bad in a way only the whole envelope tells: its time and customer read fine.
+    let c2_bad = registered("e3", "c2", "c2-at-example", "2026-11-03T00:00:00Z");
+    let c1_bad = registered("e4", "c1", "c1-at-example", "2026-11-04T00:00:00Z");
+    let (c1, c2, c2_bad, c1_bad) = (c1.as_bytes(), c2.as_bytes(), c2_bad.as_bytes(), c1_bad.as_bytes());
+    let cases: [(&str, Vec<&[u8]>, &str); 4] = [
+        // c1's group runs first and meets its bad line 4; line 3, in c2's group, is the first.
+        ("found while running", vec![c1, c2, c2_bad, c1_bad], "line 3: customer.email"),
+        // Line 4 cannot even be read for its time; line 2 before it can, and is bad.
+        ("found while reading", vec![c1, c2_bad, c2, b"{not json"], "line 2: customer.email"),
+        ("out of time order", vec![c1_bad, c2, c1], "line 1: customer.email"),
+        ("not UTF-8", vec![c1, c2_bad, b"{\"id\": \"\xff\"}"], "line 2: customer.email"),
+    ];
+    for (case, lines, expected) in cases {
+        let file = dir.join("events.jsonl");
+        std::fs::write(&file, lines.join(&b"\n"[..])).unwrap();
+        let together = aftercare(&["simulate", "--events", file.to_str().unwrap(), "--customers-per-group", "0"]);
+        assert_eq!(together.status.code(), Some(2), "{case}");
+        assert!(text(&together.stderr).contains(expected), "{case}: {}", text(&together.stderr));
+        for per_group in ["1", "32"] {
+            let grouped = aftercare(&["simulate", "--events", file.to_str().unwrap(), "--customers-per-group", per_group]);
+            assert_eq!((grouped.status.code(), text(&grouped.stderr)), (Some(2), text(&together.stderr)), "{case}, {per_group} to a group");
+            assert!(grouped.stdout.is_empty(), "{case}, {per_group} to a group: {}", text(&grouped.stdout));
+        }
+    }
+}
+
+/// What the quick reading of a line's time and customer cannot tell, the envelope's rules do:
+/// a key given twice counts its last value, an escaped id is the same customer.
+#[test]
+fn simulate_in_groups_reads_repeated_keys_and_escapes_as_the_envelope_does() {
+    let dir = temp_dir("repeated-keys");
+    let order = |id: &str, customer_json: &str, at_json: &str| {
+        format!(r#"{{"id":"{id}","type":"order_placed",{at_json},"customer":{customer_json},"order":{{"id":"o-{id}","items":[{{"sku":"MUG-STONE","quantity":1}}]}}}}"#)
+    };
+    let lines = [
+        order("e1", r#"{"id":"c1","email":"c1@example.jp","marketing_consent":true}"#, r#""occurred_at":"2026-11-01T00:00:00Z""#),
+        // Registered under its escaped id, then at the time it names last.
+        order("e2", r#"{"id":"c2","email":"c2@example.jp"}"#, r#""occurred_at":"2026-11-01T00:00:00Z","occurred_at":"2026-11-03T00:00:00Z""#),
+        order("e3", r#"{"id":"c1","email":"c1@example.jp"}"#, r#""occurred_at":"2026-11-02T00:00:00Z""#),
+        order("e4", r#"{"id":"c9","id":"c2","email":"c2@example.jp"}"#, r#""occurred_at":"2026-11-02T12:00:00Z""#),
+    ];
+    let file = dir.join("events.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let together = aftercare(&["simulate", "--events", file.to_str().unwrap(), "--show-skipped", "--customers-per-group", "0"]);
+    assert!(together.status.success(), "{}", text(&together.stderr));
+    let printed = text(&together.stdout);
+    assert!(!printed.contains("c9") && printed.contains(r#""customer_id":"c1""#) && printed.contains(r#""customer_id":"c2""#), "{printed}");
+    for per_group in ["1", "32"] {
+        let grouped = aftercare(&["simulate", "--events", file.to_str().unwrap(), "--show-skipped", "--customers-per-group", per_group]);
+        assert!(grouped.status.success(), "{}", text(&grouped.stderr));
+        assert_eq!(text(&grouped.stdout), printed, "{per_group} to a group");
+    }
+}
+
 #[test]
 fn preview_writes_a_gallery_of_every_template_and_locale() {
     let dir = temp_dir("preview");
