@@ -54,13 +54,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Dev(args) => dev::run(args),
         Command::Simulate(args) => {
-            aftercare_heap::keep_freed_memory();
+            aftercare_heap::for_a_batch_run();
             simulate::run(args)
         }
         Command::Preview(args) => preview::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Cost(args) => {
-            aftercare_heap::keep_freed_memory();
+            aftercare_heap::for_a_batch_run();
             cost::run(args)
         }
         Command::Report(args) => report::run(args),
