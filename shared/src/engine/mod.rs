@@ -376,7 +376,7 @@ impl<'f> Run<'f> {
 
     fn flow_failed(&mut self, flow: &Flow, reason: String) {
         let mut entry = TimelineEntry::new(self.now, TimelineKind::Failed);
-        entry.flow = Some(Name::new(&flow.id));
+        entry.flow = Some(flow.id.clone());
         entry.reason = Some(Name::from(reason));
         self.timeline.push(entry);
     }
@@ -397,10 +397,10 @@ impl<'f> Run<'f> {
         }
         let enrollment = Enrollment {
             id,
-            flow: Name::new(&flow.id),
-            flow_version: Name::new(&flow.version),
+            flow: flow.id.clone(),
+            flow_version: flow.version.clone(),
             key,
-            step_id: flow.steps.first().map(|s| Name::new(&s.id)).unwrap_or_default(),
+            step_id: flow.steps.first().map(|s| s.id.clone()).unwrap_or_default(),
             due_at: None,
             anchor: event.occurred_at_utc(),
             generation: 0,
@@ -500,7 +500,7 @@ impl<'f> Run<'f> {
             self.end(state, &enrollment);
             return true;
         };
-        enrollment.flow_version = Name::new(&flow.version);
+        enrollment.flow_version = flow.version.clone();
         enrollment.due_at = None;
         let next = match &flow.steps[index].kind {
             StepKind::WaitFor { timed_out, .. } => timed_out.as_ref().and_then(|t| flow.step_index(t)).unwrap_or(index + 1),
@@ -553,7 +553,7 @@ impl<'f> Run<'f> {
                 }
                 StepKind::WaitFor { timeout, .. } => {
                     enrollment.anchor = self.now;
-                    enrollment.step_id = Name::new(&step.id);
+                    enrollment.step_id = step.id.clone();
                     self.schedule(state, enrollment, self.now + *timeout);
                     return;
                 }
@@ -561,7 +561,7 @@ impl<'f> Run<'f> {
                     if flow.category == Category::Marketing {
                         let allowed = self.after_quiet_hours(&state.profile, self.now);
                         if allowed > self.now {
-                            enrollment.step_id = Name::new(&step.id);
+                            enrollment.step_id = step.id.clone();
                             self.schedule(state, enrollment, allowed);
                             return;
                         }
@@ -599,7 +599,7 @@ impl<'f> Run<'f> {
                             hit
                         })
                         .unwrap_or(&variants[0]);
-                    enrollment.variant = Some(Name::new(&variant.name));
+                    enrollment.variant = Some(variant.name.clone());
                     index = goto(&variant.goto);
                     continue;
                 }
@@ -609,7 +609,7 @@ impl<'f> Run<'f> {
                 }
                 StepKind::Exit(reason) => {
                     let mut entry = self.entry(TimelineKind::Exited, &enrollment);
-                    entry.step_id = Some(Name::new(&step.id));
+                    entry.step_id = Some(step.id.clone());
                     entry.reason = Some(if reason.is_empty() { smol_str::format_smolstr!("exit:{}", step.id) } else { Name::new(reason) });
                     self.timeline.push(entry);
                     self.end(state, &enrollment);
@@ -621,7 +621,7 @@ impl<'f> Run<'f> {
                 // Marketing email never goes out in quiet hours: move the wake-up, not the anchor.
                 let due = if flow.category == Category::Marketing { self.after_quiet_hours(&state.profile, due) } else { due };
                 if due > self.now {
-                    enrollment.step_id = Name::new(&step.id);
+                    enrollment.step_id = step.id.clone();
                     self.schedule(state, enrollment, due);
                     return;
                 }
@@ -632,9 +632,9 @@ impl<'f> Run<'f> {
         self.fail(state, enrollment, &id, format!("more than {MAX_STEPS_PER_DECISION} steps without a wait"));
     }
 
-    fn fail(&mut self, state: &mut CustomerState, enrollment: Enrollment, step_id: &str, reason: String) {
+    fn fail(&mut self, state: &mut CustomerState, enrollment: Enrollment, step_id: &Name, reason: String) {
         let mut entry = self.entry(TimelineKind::Failed, &enrollment);
-        entry.step_id = Some(Name::new(step_id));
+        entry.step_id = Some(step_id.clone());
         entry.reason = Some(Name::from(reason));
         self.timeline.push(entry);
         self.end(state, &enrollment);
@@ -683,7 +683,7 @@ impl<'f> Run<'f> {
         state: &mut CustomerState,
         enrollment: &Enrollment,
         flow: &Flow,
-        step_id: &str,
+        step_id: &Name,
         choices: &[crate::flow::TemplateChoice],
         when: Option<&crate::flow::Expression>,
         recommend: Option<&crate::flow::Recommend>,
@@ -694,7 +694,7 @@ impl<'f> Run<'f> {
         for choice in choices {
             match choice.when.as_ref().map(|w| rules::evaluate(w, &scope)) {
                 None | Some(Ok(true)) => {
-                    template = Some(choice.template.as_str());
+                    template = Some(&choice.template);
                     break;
                 }
                 Some(Ok(false)) => {}
@@ -704,11 +704,12 @@ impl<'f> Run<'f> {
                 }
             }
         }
-        // Borrowed from the flow: a send step copied the name twice.
-        let template_name = template.unwrap_or_else(|| choices.first().map_or("", |c| c.template.as_str()));
+        // The flow's names are cloned (shared), never copied out of text.
+        let empty = Name::default();
+        let template_name = template.unwrap_or_else(|| choices.first().map_or(&empty, |c| &c.template));
         let mut entry = self.entry(TimelineKind::Skipped, enrollment);
-        entry.step_id = Some(Name::new(step_id));
-        entry.template = Some(Name::new(template_name));
+        entry.step_id = Some(step_id.clone());
+        entry.template = Some(template_name.clone());
         if verdict.is_ok() && template.is_none() {
             verdict = Err(SkipReason::ConditionFalse);
         }
@@ -741,9 +742,9 @@ impl<'f> Run<'f> {
                 state.recent_sends.push(std::sync::Arc::new(SendRecord {
                     at: self.now,
                     enrollment_id: enrollment.id.clone(),
-                    flow: Name::new(&flow.id),
-                    step_id: Name::new(step_id),
-                    template: Name::new(template_name),
+                    flow: flow.id.clone(),
+                    step_id: step_id.clone(),
+                    template: template_name.clone(),
                     marketing: flow.category == Category::Marketing,
                     message_id: None,
                     variant: enrollment.variant.clone(),
@@ -754,12 +755,12 @@ impl<'f> Run<'f> {
                 if let Some(record) = state.recent_sends.last() {
                     self.count_email(record, Metric::Sent, 1);
                 }
-                state.profile_mut().last_sent.insert(Name::new(&flow.id), self.now);
+                state.profile_mut().last_sent.insert(flow.id.clone(), self.now);
                 self.effects.push(Effect::Send(Box::new(SendIntent {
                     enrollment_id: enrollment.id.clone(),
-                    flow: Name::new(&flow.id),
-                    step_id: Name::new(step_id),
-                    template: Name::new(template_name),
+                    flow: flow.id.clone(),
+                    step_id: step_id.clone(),
+                    template: template_name.clone(),
                     category: flow.category,
                     to,
                     profile: state.profile.clone(),

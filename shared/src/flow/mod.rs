@@ -163,7 +163,7 @@ impl FlowSet {
                 if let StepKind::Send { choices, .. } = &step.kind {
                     for template in choices.iter().map(|c| &c.template) {
                         let default = templates.get(&store.default_locale);
-                        if default.is_none_or(|t| !t.contains_key(template)) {
+                        if default.is_none_or(|t| !t.contains_key(template.as_str())) {
                             errors.push(FlowError {
                                 line: flow_texts.get(&flow.file).and_then(|text| step.line_in(text)),
                                 ..FlowError::new(

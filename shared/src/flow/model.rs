@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::duration::parse_duration;
 use super::expression::Expression;
 use super::FlowError;
+use smol_str::SmolStr as Name;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Category {
@@ -89,7 +90,7 @@ pub enum WaitLength {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TemplateChoice {
-    pub template: String,
+    pub template: Name,
     pub when: Option<Expression>,
 }
 
@@ -119,7 +120,7 @@ pub struct Route {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variant {
-    pub name: String,
+    pub name: Name,
     pub weight: u32,
     pub goto: String,
 }
@@ -145,7 +146,7 @@ pub enum StepKind {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
-    pub id: String,
+    pub id: Name,
     pub kind: StepKind,
 }
 
@@ -182,9 +183,9 @@ impl Step {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
-    pub id: String,
+    pub id: Name,
     /// Content hash of the file: an enrollment remembers which version it started on.
-    pub version: String,
+    pub version: Name,
     pub file: String,
     pub description: String,
     pub category: Category,
@@ -488,7 +489,7 @@ impl Flow {
             }
             let id = step.id.clone();
             let kind = parse_step(step).map_err(|m| err(&step_needle(&id), format!("{}: {m}", at(&id))))?;
-            steps.push(Step { id, kind });
+            steps.push(Step { id: id.into(), kind });
         }
         let exit_rule = |e: RawExit, goal: bool| ExitRule { event: e.event, same_order: e.same_order, same_sku: e.same_sku, goal };
         let mut exit_on: Vec<ExitRule> = raw.exit_on.into_iter().map(|e| exit_rule(e, false)).collect();
@@ -500,8 +501,8 @@ impl Flow {
         }
         let version = version_of(text);
         let flow = Flow {
-            id: raw.id,
-            version,
+            id: raw.id.into(),
+            version: version.into(),
             file: file.to_owned(),
             description: raw.description,
             category,
@@ -586,12 +587,12 @@ fn parse_step(step: RawStep) -> Result<StepKind, String> {
     }
     if let Some(send) = step.send {
         let choices = match send {
-            RawSend::One(template) => vec![TemplateChoice { template, when: None }],
+            RawSend::One(template) => vec![TemplateChoice { template: template.into(), when: None }],
             RawSend::Choices(choices) => choices
                 .into_iter()
                 .map(|c| {
                     let when = c.when.map(|w| Expression::parse(&w).map_err(|e| format!("send {}: when: {e}", c.template))).transpose()?;
-                    Ok(TemplateChoice { template: c.template, when })
+                    Ok(TemplateChoice { template: c.template.into(), when })
                 })
                 .collect::<Result<_, String>>()?,
         };
@@ -634,7 +635,7 @@ fn parse_step(step: RawStep) -> Result<StepKind, String> {
         if variants.len() < 2 || variants.iter().all(|v| v.weight == 0) {
             return Err("split: list at least two variants with a positive total weight".into());
         }
-        return Ok(StepKind::Split(variants.into_iter().map(|v| Variant { name: v.variant, weight: v.weight, goto: v.goto }).collect()));
+        return Ok(StepKind::Split(variants.into_iter().map(|v| Variant { name: v.variant.into(), weight: v.weight, goto: v.goto }).collect()));
     }
     if let Some(target) = step.goto {
         return Ok(StepKind::Goto(target));
