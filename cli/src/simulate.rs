@@ -441,23 +441,38 @@ impl Printed {
     }
 
     /// Every group's lines in turn order, those before `before` (a failed decision) only.
+    /// Their order first, then the lines: written as the merge found them, each line's read
+    /// from memory waited for the merge's reads before it (BENCHMARKS.md, simulator, item 106).
     fn write_in_turn(&self, before: Option<&Turn>, out: &mut impl Write) {
+        for at in self.order_in_turn(before) {
+            let decision = &self.decisions[at];
+            let _ = out.write_all(&self.chunks[decision.chunk as usize][decision.from as usize..decision.to as usize]);
+        }
+    }
+
+    /// The decisions' indices in turn order, up to `before`: the groups' lists merged.
+    fn order_in_turn(&self, before: Option<&Turn>) -> Vec<usize> {
         use std::cmp::Reverse;
         let ends = self.group_starts.iter().skip(1).copied().chain([self.decisions.len()]);
         let groups: Vec<std::ops::Range<usize>> = self.group_starts.iter().copied().zip(ends).map(|(start, end)| start..end).collect();
-        // Each group's next decision: (its turn, its group, its index in `decisions`).
-        let mut next: std::collections::BinaryHeap<Reverse<(&Turn, usize, usize)>> =
-            groups.iter().enumerate().filter(|(_, range)| !range.is_empty()).map(|(g, range)| Reverse((&self.decisions[range.start].turn, g, range.start))).collect();
-        while let Some(Reverse((turn, g, at))) = next.pop() {
+        // Each group's next decision: its time (compared without reaching for its turn, which
+        // decides only ties), its turn, its group, its index in `decisions`.
+        let next_of = |at: usize, g: usize| {
+            let turn = &self.decisions[at].turn;
+            Reverse(((turn.at().timestamp(), turn.at().timestamp_subsec_nanos()), turn, g, at))
+        };
+        let mut next: std::collections::BinaryHeap<_> = groups.iter().enumerate().filter(|(_, range)| !range.is_empty()).map(|(g, range)| next_of(range.start, g)).collect();
+        let mut order = Vec::with_capacity(self.decisions.len());
+        while let Some(Reverse((_, turn, g, at))) = next.pop() {
             if before.is_some_and(|failed| turn >= failed) {
                 break;
             }
-            let decision = &self.decisions[at];
-            let _ = out.write_all(&self.chunks[decision.chunk as usize][decision.from as usize..decision.to as usize]);
+            order.push(at);
             if at + 1 < groups[g].end {
-                next.push(Reverse((&self.decisions[at + 1].turn, g, at + 1)));
+                next.push(next_of(at + 1, g));
             }
         }
+        order
     }
 }
 

@@ -57,6 +57,13 @@ pub struct Turn {
     after: u32,
 }
 
+impl Turn {
+    /// The time of the decision's place.
+    pub fn at(&self) -> DateTime<Utc> {
+        self.place.at
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Place {
     at: DateTime<Utc>,
