@@ -11,7 +11,7 @@ use aftercare_core::flow::FlowSet;
 use aftercare_core::service::{SendReport, ServiceError};
 use aftercare_core::simulation::{Simulation, Turn};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 #[derive(clap::Args)]
 pub struct SimulateArgs {
@@ -45,22 +45,6 @@ pub struct SimulateArgs {
     customers_per_group: u32,
     #[command(flatten)]
     output: crate::report::Output,
-}
-
-/// One output line, fields in the documented order.
-#[derive(Serialize)]
-struct Line<'a> {
-    at: String,
-    customer_id: &'a str,
-    flow: &'a str,
-    template: &'a str,
-    locale: &'a str,
-    category: &'a str,
-    to: &'a str,
-    subject: &'a str,
-    status: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
 }
 
 /// `line 3: customer.email: …`, without repeating a field the message already starts with.
@@ -536,35 +520,129 @@ async fn run_group(simulation: &mut Simulation, group: &LineGroup, horizon: Date
     simulation.run_until_in_turn(horizon, keep).await.map_err(|(turn, e)| GroupFailure::Run(turn, BadInput(e.to_string())))
 }
 
-/// Generic over the writer: serde_json writes a line in a dozen small pieces, and through
+/// Generic over the writer: a line is written in a dozen small pieces, and through
 /// `dyn Write` each was a call into the buffer instead of a copy.
 fn print_reports(reports: &[SendReport], show_skipped: bool, out: &mut impl Write) {
     for r in reports {
         if r.status != "sent" && !show_skipped {
             continue;
         }
-        let line = Line {
-            at: r.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            customer_id: &r.customer_id,
-            flow: &r.flow,
-            template: &r.template,
-            locale: &r.locale,
-            category: r.category,
-            to: &r.to,
-            subject: &r.subject,
-            status: r.status,
-            reason: r.reason.as_deref(),
-        };
         // Straight into the buffered output: no string per line.
-        if serde_json::to_writer(&mut *out, &line).is_ok() {
-            let _ = out.write_all(b"\n");
-        }
+        let _ = write_line(r, out);
     }
+}
+
+/// One output line, fields in the documented order (`Line`'s serialization, which the tests
+/// compare it with). By hand: through serde each key went through the string escaper and
+/// the time through a `String` of its own, 1.6 million of each at 100k customers
+/// (BENCHMARKS.md, simulator, item 107).
+fn write_line(r: &SendReport, out: &mut impl Write) -> std::io::Result<()> {
+    out.write_all(b"{\"at\":\"")?;
+    write_time(r.at, out)?;
+    out.write_all(b"\",\"customer_id\":")?;
+    serde_json::to_writer(&mut *out, r.customer_id.as_str())?;
+    out.write_all(b",\"flow\":")?;
+    serde_json::to_writer(&mut *out, r.flow.as_str())?;
+    out.write_all(b",\"template\":")?;
+    serde_json::to_writer(&mut *out, r.template.as_str())?;
+    out.write_all(b",\"locale\":")?;
+    serde_json::to_writer(&mut *out, r.locale.as_str())?;
+    out.write_all(b",\"category\":")?;
+    serde_json::to_writer(&mut *out, r.category)?;
+    out.write_all(b",\"to\":")?;
+    serde_json::to_writer(&mut *out, r.to.as_str())?;
+    out.write_all(b",\"subject\":")?;
+    serde_json::to_writer(&mut *out, &r.subject)?;
+    out.write_all(b",\"status\":")?;
+    serde_json::to_writer(&mut *out, r.status)?;
+    if let Some(reason) = &r.reason {
+        out.write_all(b",\"reason\":")?;
+        serde_json::to_writer(&mut *out, reason.as_str())?;
+    }
+    out.write_all(b"}\n")
+}
+
+/// `2026-11-20T01:15:00Z`, as `to_rfc3339_opts(SecondsFormat::Secs, true)` writes it: digit by
+/// digit for years 0–9999, through chrono for the others (which it writes with a sign).
+fn write_time(at: DateTime<Utc>, out: &mut impl Write) -> std::io::Result<()> {
+    use chrono::{Datelike, Timelike};
+    let Ok(year) = u32::try_from(at.year()).map_err(drop).and_then(|y| if y <= 9999 { Ok(y) } else { Err(()) }) else {
+        return out.write_all(at.to_rfc3339_opts(SecondsFormat::Secs, true).as_bytes());
+    };
+    let two = |n: u32| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    let (century, rest) = (two(year / 100), two(year % 100));
+    let (month, day, hour, minute, second) = (two(at.month()), two(at.day()), two(at.hour()), two(at.minute()), two(at.second()));
+    out.write_all(&[
+        century[0], century[1], rest[0], rest[1], b'-', month[0], month[1], b'-', day[0], day[1], b'T', hour[0], hour[1], b':', minute[0], minute[1], b':',
+        second[0], second[1], b'Z',
+    ])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One output line, fields in the documented order: what `write_line` writes, by serde.
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        at: String,
+        customer_id: &'a str,
+        flow: &'a str,
+        template: &'a str,
+        locale: &'a str,
+        category: &'a str,
+        to: &'a str,
+        subject: &'a str,
+        status: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+    }
+
+    #[test]
+    fn a_line_is_written_as_serde_writes_its_fields() {
+        let report = |at, subject: &str, reason: Option<&str>| SendReport {
+            at,
+            customer_id: "c\"1\\".into(),
+            flow: "order_confirmation".into(),
+            step_id: "send".into(),
+            template: "order_confirmation".into(),
+            locale: "ja-JP".into(),
+            category: "transactional",
+            to: "c1@example.jp".into(),
+            subject: subject.into(),
+            status: if reason.is_some() { "skipped" } else { "sent" },
+            reason: reason.map(Into::into),
+            message_id: Some("m-1".into()),
+            enrollment_id: "e".into(),
+            variant: None,
+        };
+        let time = |year: i32, month: u32, day: u32, (hour, minute, second, nanos): (u32, u32, u32, u32)| {
+            chrono::NaiveDate::from_ymd_opt(year, month, day).unwrap().and_hms_nano_opt(hour, minute, second, nanos).unwrap().and_utc()
+        };
+        // Years of 1 to 4 digits, past 9999, and before year 0; a second's fraction is dropped.
+        let times = [time(2026, 11, 20, (1, 15, 0, 0)), time(2026, 11, 20, (10, 15, 9, 500_000_000)), time(999, 1, 2, (3, 4, 5, 0)), time(7, 10, 11, (12, 13, 14, 0)), time(9999, 12, 31, (23, 59, 59, 0)), time(10000, 1, 1, (0, 0, 0, 0)), time(-1, 6, 30, (12, 0, 0, 0))];
+        for at in times {
+            for (subject, reason) in [("ご注文ありがとうございます（#1001）", None), ("a \"quoted\"\\ line\n\t\u{1}", Some("no_consent"))] {
+                let r = report(at, subject, reason);
+                let mut written = Vec::new();
+                write_line(&r, &mut written).unwrap();
+                let line = Line {
+                    at: r.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    customer_id: &r.customer_id,
+                    flow: &r.flow,
+                    template: &r.template,
+                    locale: &r.locale,
+                    category: r.category,
+                    to: &r.to,
+                    subject: &r.subject,
+                    status: r.status,
+                    reason: r.reason.as_deref(),
+                };
+                let expected = serde_json::to_string(&line).unwrap() + "\n";
+                assert_eq!(String::from_utf8(written).unwrap(), expected, "{at:?}");
+            }
+        }
+    }
 
     fn file_with(name: &str, bytes: &[u8]) -> PathBuf {
         let path = std::env::temp_dir().join(format!("aftercare-read-events-{}-{name}", std::process::id()));
