@@ -94,29 +94,51 @@ pub(crate) struct InputEvent {
 /// Every line's envelope, checked (a bad line stops the run before anything is printed), in
 /// time order; ties keep file order.
 pub(crate) fn read_events(path: &PathBuf) -> Result<Vec<InputEvent>, BadInput> {
-    let file = std::fs::File::open(path).map_err(|e| BadInput(format!("cannot open {}: {e}", path.display())))?;
+    let mut lines = FileLines::open(path)?;
     // Sized once, from the file's length: growing the list step by step copied and
     // page-faulted it over again (~3 % of a simulation), and counting the lines first read the
     // file twice (~2 %). An envelope is rarely under 256 bytes (a registration is ~280), so
     // this is seldom short; a pipe (`--events <(…)`) has no length and grows the list.
-    let estimate = file.metadata().ok().filter(|m| m.is_file()).map_or(0, |m| usize::try_from(m.len() / LEAST_LINE_BYTES).unwrap_or(0));
+    let estimate = lines.file_len().map_or(0, |len| usize::try_from(len / LEAST_LINE_BYTES).unwrap_or(0));
     let mut events = Vec::with_capacity(estimate);
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut bytes = Vec::new();
     let mut shared_items = SharedItems::default();
-    for line in 1.. {
-        bytes.clear();
-        match reader.read_until(b'\n', &mut bytes) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => return Err(BadInput(format!("line {line}: cannot read: {e}"))),
-        }
-        let Some(mut event) = parse_line(line, &bytes)? else { continue };
+    while let Some((line, bytes)) = lines.next_line()? {
+        let Some(mut event) = parse_line(line, bytes)? else { continue };
         shared_items.share(&mut event);
         events.push(InputEvent { line, at: event.occurred_at_utc(), event: Box::new(event) });
     }
     events.sort_by_key(|e| e.at);
     Ok(events)
+}
+
+/// An events file's lines, numbered from 1, each as read, with its newline if it has one.
+struct FileLines {
+    reader: BufReader<std::fs::File>,
+    bytes: Vec<u8>,
+    number: usize,
+}
+
+impl FileLines {
+    fn open(path: &PathBuf) -> Result<FileLines, BadInput> {
+        let file = std::fs::File::open(path).map_err(|e| BadInput(format!("cannot open {}: {e}", path.display())))?;
+        Ok(FileLines { reader: BufReader::with_capacity(1 << 16, file), bytes: Vec::new(), number: 0 })
+    }
+
+    /// The file's length, if it is a file (a pipe has none).
+    fn file_len(&self) -> Option<u64> {
+        self.reader.get_ref().metadata().ok().filter(|m| m.is_file()).map(|m| m.len())
+    }
+
+    /// The next line and its number; `None` after the last.
+    fn next_line(&mut self) -> Result<Option<(usize, &[u8])>, BadInput> {
+        self.bytes.clear();
+        self.number += 1;
+        match self.reader.read_until(b'\n', &mut self.bytes) {
+            Ok(0) => Ok(None),
+            Ok(_) => Ok(Some((self.number, &self.bytes))),
+            Err(e) => Err(BadInput(format!("line {}: cannot read: {e}", self.number))),
+        }
+    }
 }
 
 /// One line's envelope, checked; `None` for a blank line. `bytes` is the line as read, with
@@ -204,22 +226,14 @@ struct HeadCustomer<'a> {
 /// is reported, as `read_events` reports it.
 fn read_groups(path: &PathBuf, per_group: usize) -> Result<GroupedLines, BadInput> {
     let per_group = per_group.max(1);
-    let file = std::fs::File::open(path).map_err(|e| BadInput(format!("cannot open {}: {e}", path.display())))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut lines = FileLines::open(path)?;
     let mut group_of: rustc_hash::FxHashMap<CustomerId, usize> = Default::default();
     let mut groups: Vec<LineGroup> = Vec::new();
     let mut span: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
-    let mut bytes = Vec::new();
-    for line in 1.. {
-        bytes.clear();
-        match reader.read_until(b'\n', &mut bytes) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => return Err(BadInput(format!("line {line}: cannot read: {e}"))),
-        }
-        let (at, customer) = match read_head(&bytes) {
+    while let Some((line, bytes)) = lines.next_line()? {
+        let (at, customer) = match read_head(bytes) {
             Some(head) => head,
-            None => match parse_line(line, &bytes) {
+            None => match parse_line(line, bytes) {
                 Ok(Some(event)) => (event.occurred_at_utc(), event.customer.id),
                 Ok(None) => continue,
                 Err(error) => return Err(first_bad_line(&groups, error)),
@@ -230,7 +244,7 @@ fn read_groups(path: &PathBuf, per_group: usize) -> Result<GroupedLines, BadInpu
         if group == groups.len() {
             groups.push(LineGroup::default());
         }
-        groups[group].push(line, at, &bytes);
+        groups[group].push(line, at, bytes);
         span = Some(span.map_or((at, at), |(first, last)| (first.min(at), last.max(at))));
     }
     for group in &mut groups {
