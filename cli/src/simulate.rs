@@ -414,7 +414,9 @@ struct PrintedDecision {
     to: u32,
 }
 
-/// A chunk of printed lines; a decision's lines go whole into one.
+/// A chunk of printed lines; a decision's lines go whole into one. The size of a group's
+/// chunk of input lines, so the lines a group prints take the memory of the lines the groups
+/// before it freed (BENCHMARKS.md, simulator, item 103).
 const CHUNK_BYTES: usize = 16 << 10;
 
 impl Printed {
@@ -475,8 +477,8 @@ impl Printed {
 }
 
 /// The customers' groups one at a time, each simulated alone from `start` to `horizon` in the
-/// one store, which forgets its states after it; the lines are printed at the end in the order of one simulation of them all (their
-/// turns). Run together, a store's customer states are spread over more memory than the
+/// one store, which forgets its states after it; the lines are printed at the end in the
+/// order of one simulation of them all (their turns). Run together, a store's customer states are spread over more memory than the
 /// cache holds: a year of 100k customers took 1.6 times as long per event as one of 1k
 /// (BENCHMARKS.md, simulator, item 101).
 /// A line that cannot be run stops the run: what came before it in that order is printed.
@@ -585,7 +587,9 @@ fn write_time(at: DateTime<Utc>, out: &mut impl Write) -> std::io::Result<()> {
     };
     let two = |n: u32| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
     let (century, rest) = (two(year / 100), two(year % 100));
-    let (month, day, hour, minute, second) = (two(at.month()), two(at.day()), two(at.hour()), two(at.minute()), two(at.second()));
+    // A leap second is second 59 and more than 10⁹ nanoseconds: chrono writes it as 60.
+    let second = at.second() + at.nanosecond() / 1_000_000_000;
+    let (month, day, hour, minute, second) = (two(at.month()), two(at.day()), two(at.hour()), two(at.minute()), two(second));
     out.write_all(&[
         century[0], century[1], rest[0], rest[1], b'-', month[0], month[1], b'-', day[0], day[1], b'T', hour[0], hour[1], b':', minute[0], minute[1], b':',
         second[0], second[1], b'Z',
@@ -633,8 +637,9 @@ mod tests {
         let time = |year: i32, month: u32, day: u32, (hour, minute, second, nanos): (u32, u32, u32, u32)| {
             chrono::NaiveDate::from_ymd_opt(year, month, day).unwrap().and_hms_nano_opt(hour, minute, second, nanos).unwrap().and_utc()
         };
-        // Years of 1 to 4 digits, past 9999, and before year 0; a second's fraction is dropped.
-        let times = [time(2026, 11, 20, (1, 15, 0, 0)), time(2026, 11, 20, (10, 15, 9, 500_000_000)), time(999, 1, 2, (3, 4, 5, 0)), time(7, 10, 11, (12, 13, 14, 0)), time(9999, 12, 31, (23, 59, 59, 0)), time(10000, 1, 1, (0, 0, 0, 0)), time(-1, 6, 30, (12, 0, 0, 0))];
+        // Years of 1 to 4 digits, past 9999, and before year 0; a second's fraction is dropped;
+        // a leap second.
+        let times = [time(2026, 11, 20, (1, 15, 0, 0)), time(2026, 11, 20, (10, 15, 9, 500_000_000)), time(2016, 12, 31, (23, 59, 59, 1_500_000_000)), time(999, 1, 2, (3, 4, 5, 0)), time(7, 10, 11, (12, 13, 14, 0)), time(9999, 12, 31, (23, 59, 59, 0)), time(10000, 1, 1, (0, 0, 0, 0)), time(-1, 6, 30, (12, 0, 0, 0))];
         for at in times {
             for (subject, reason) in [("ご注文ありがとうございます（#1001）", None), ("a \"quoted\"\\ line\n\t\u{1}", Some("no_consent"))] {
                 let r = report(at, subject, reason);
