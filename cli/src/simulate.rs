@@ -417,7 +417,7 @@ struct PrintedDecision {
 /// A chunk of printed lines; a decision's lines go whole into one. The size of a group's
 /// chunk of input lines, so the lines a group prints take the memory of the lines the groups
 /// before it freed (BENCHMARKS.md, simulator, item 103).
-const CHUNK_BYTES: usize = 16 << 10;
+const CHUNK_BYTES: usize = LINE_CHUNK_BYTES;
 
 impl Printed {
     fn start_group(&mut self) {

@@ -222,8 +222,9 @@ impl Simulation {
 
     /// As [`Simulation::ingest_event_into`], handing each decision's sends and skips to `each`
     /// with its [`Turn`]: the steps due up to the event's time, then the event, ranked among
-    /// events at the same time by `index` (a number that grows with input order). The recipients' feedback is not modelled in turns (it has no place in
-    /// the one order: the engagement model draws for every customer from one sequence).
+    /// events at the same time by `index` (a number that grows with input order). The
+    /// recipients' feedback is not modelled in turns (it has no place in the one order: the
+    /// engagement model draws for every customer from one sequence).
     /// An error comes with the turn of the decision that failed.
     pub async fn ingest_event_in_turn(&mut self, event: &Event, index: u64, each: &mut impl FnMut(&Turn, &[SendReport])) -> Result<(), (Turn, ServiceError)> {
         let at = event.occurred_at_utc();
